@@ -1,0 +1,1 @@
+"""netadapt package."""

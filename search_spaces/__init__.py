@@ -1,0 +1,1 @@
+"""Search spaces: turn named categorical decisions into architecture specs. Pure Python."""
