@@ -1,0 +1,343 @@
+"""Training with MindSpore: the proxy task that scores candidates, fine-tunes and full training.
+
+One engine serves all three. A :class:`TrainConfig` holds the recipe (optimizer, LR schedule
+scaled linearly with the global batch, weight decay without decay on BN and biases, label
+smoothing, EMA of the weights, AMP level). :class:`Trainer` runs epochs of a GRAPH-mode train
+step and checks the loss at every step: a NaN or exploding loss raises
+:class:`TrainingDiverged`, which a campaign records as the trial's failure reason.
+
+Training holds the device lock *shared* (see :mod:`nas.devicelock`), so latency is never
+measured beside it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from nas.errors import NasError
+
+OPTIMIZERS = ("momentum", "rmsprop", "sgd")
+SCHEDULES = ("cosine", "exponential", "constant")
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+
+
+class TrainingDiverged(NasError):
+    """The loss became NaN, infinite or larger than ``max_loss``."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training recipe. ``lr`` is the peak rate for a global batch of ``base_batch``."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    optimizer: str = "momentum"
+    lr: float = 0.1
+    base_batch: int = 64
+    momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    rmsprop_epsilon: float = 1e-3
+    weight_decay: float = 4e-5
+    warmup_epochs: float = 0.0
+    schedule: str = "cosine"
+    min_lr: float = 0.0
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0
+    amp_level: str = "O0"
+    max_loss: float = 1e4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, reason: str) -> NasError:
+            return ValueError(f"train.{name}: {reason} (got {getattr(self, name)!r})")
+
+        for name in ("epochs", "batch_size", "base_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, "must be a positive integer")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"must be one of {list(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"must be one of {list(SCHEDULES)}")
+        if self.amp_level not in AMP_LEVELS:
+            raise bad("amp_level", f"must be one of {list(AMP_LEVELS)}")
+        for name, low, high in (("lr", 0.0, 100.0), ("momentum", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
+                                ("warmup_epochs", 0.0, 1e4), ("label_smoothing", 0.0, 0.99),
+                                ("ema_decay", 0.0, 0.99999), ("decay_rate", 0.0, 1.0), ("min_lr", 0.0, 100.0),
+                                ("rmsprop_decay", 0.0, 1.0), ("rmsprop_epsilon", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise bad(name, f"must be a number in [{low}, {high}]")
+        if not isinstance(self.decay_epochs, (int, float)) or self.decay_epochs <= 0:
+            raise bad("decay_epochs", "must be positive")
+        if not isinstance(self.max_loss, (int, float)) or self.max_loss <= 0:
+            raise bad("max_loss", "must be positive")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def learning_rates(config: TrainConfig, steps_per_epoch: int, global_batch: int,
+                   epochs: int | None = None) -> np.ndarray:
+    """The LR of every step: linear warm-up, then cosine, exponential (staircase) or constant."""
+    epochs = config.epochs if epochs is None else epochs
+    peak = config.lr * global_batch / config.base_batch
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total, int(round(config.warmup_epochs * steps_per_epoch)))
+    rates = np.empty(total, np.float32)
+    for step in range(total):
+        if step < warmup:
+            rates[step] = peak * (step + 1) / warmup
+            continue
+        progress = (step - warmup) / max(1, total - warmup)
+        if config.schedule == "cosine":
+            rates[step] = config.min_lr + (peak - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        elif config.schedule == "exponential":
+            epoch = (step - warmup) / steps_per_epoch
+            rates[step] = max(config.min_lr, peak * config.decay_rate ** math.floor(epoch / config.decay_epochs))
+        else:
+            rates[step] = peak
+    return rates
+
+
+def configure_threads(threads: int | None) -> None:
+    """Limit MindSpore's CPU kernel threads for this process (settable once per process)."""
+    if not threads:
+        return
+    import mindspore as ms
+
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(int(threads))
+    except RuntimeError:
+        pass  # already set in this process
+
+
+def _parameter_groups(net: Any, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for param in net.trainable_params():
+        name = param.name
+        if name.endswith(("gamma", "beta", "bias")) or len(param.shape) <= 1:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(net: Any, config: TrainConfig, rates: np.ndarray) -> Any:
+    """The recipe's optimizer over ``net``'s trainable parameters, no decay on BN and biases."""
+    import mindspore as ms
+    from mindspore import nn
+
+    groups = _parameter_groups(net, config.weight_decay)
+    lr = ms.Tensor(rates)
+    if config.optimizer == "rmsprop":
+        return nn.RMSProp(groups, learning_rate=lr, decay=config.rmsprop_decay, momentum=config.momentum,
+                          epsilon=config.rmsprop_epsilon)
+    momentum = config.momentum if config.optimizer == "momentum" else 0.0
+    return nn.Momentum(groups, learning_rate=lr, momentum=momentum)
+
+
+class WeightEMA:
+    """Exponential moving average of the trainable weights, kept beside the network."""
+
+    def __init__(self, net: Any, decay: float) -> None:
+        import mindspore as ms
+        from mindspore import nn, ops
+
+        self.decay = decay
+        params = net.trainable_params()
+        self.shadow = ms.ParameterTuple([ms.Parameter(p.data.copy(), name=f"ema.{p.name}", requires_grad=False)
+                                         for p in params])
+        self.params = ms.ParameterTuple(params)
+
+        class _Update(nn.Cell):
+            def __init__(self, shadow: Any, live: Any, decay: float) -> None:
+                super().__init__()
+                self.shadow, self.live, self.decay = shadow, live, decay
+
+            def construct(self) -> Any:
+                for index in range(len(self.shadow)):
+                    ops.assign(self.shadow[index], self.shadow[index] * self.decay
+                               + self.live[index] * (1.0 - self.decay))
+                return True
+
+        self.update = _Update(self.shadow, self.params, decay)
+
+    def swap(self) -> None:
+        """Exchange live and averaged weights (call twice to undo)."""
+        for shadow, live in zip(self.shadow, self.params):
+            held = live.data.copy()
+            live.set_data(shadow.data)
+            shadow.set_data(held)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    top1: float
+    top5: float
+    loss: float
+    images: int
+
+
+def evaluate(net: Any, dataset: Any) -> Evaluation:
+    """Top-1, top-5 and cross-entropy of ``net`` in eval mode over a batched dataset."""
+    was_training = net.training
+    net.set_train(False)
+    correct1 = correct5 = seen = 0
+    loss_sum = 0.0
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+        logits = net(images).asnumpy().astype(np.float64)
+        target = labels.asnumpy().astype(np.int64)
+        order = np.argsort(-logits, axis=1)
+        correct1 += int((order[:, 0] == target).sum())
+        correct5 += int((order[:, :5] == target[:, None]).any(axis=1).sum())
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss_sum += float(-log_probs[np.arange(len(target)), target].sum())
+        seen += len(target)
+    net.set_train(was_training)
+    if seen == 0:
+        raise NasError("evaluation dataset is empty")
+    return Evaluation(top1=correct1 / seen, top5=correct5 / seen, loss=loss_sum / seen, images=seen)
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    loss: float
+    lr: float
+    seconds: float
+    images: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+class Trainer:
+    """Runs a recipe on one network. Works standalone or data-parallel (under ``msrun``)."""
+
+    def __init__(self, net: Any, config: TrainConfig, steps_per_epoch: int, *, global_batch: int | None = None,
+                 epochs: int | None = None) -> None:
+        import mindspore as ms
+        from mindspore import nn
+
+        self.net = net
+        self.config = config
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = config.epochs if epochs is None else epochs
+        self.rates = learning_rates(config, steps_per_epoch, global_batch or config.batch_size, self.epochs)
+        self.optimizer = build_optimizer(net, config, self.rates)
+        loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.step_cell = ms.amp.build_train_network(net, self.optimizer, loss, level=config.amp_level)
+        self.step_cell.set_train(True)
+        self.ema = WeightEMA(net, config.ema_decay) if config.ema_decay > 0 else None
+        self.global_step = 0
+
+    def _check(self, loss: float, epoch: int, step: int) -> None:
+        if not math.isfinite(loss) or loss > self.config.max_loss:
+            raise TrainingDiverged(f"training diverged: loss {loss:.4g} at epoch {epoch + 1}, step {step + 1}")
+
+    def run_steps(self, batches: Iterable[tuple[Any, Any]], max_steps: int, epoch: int = 0) -> tuple[float, int, int]:
+        """Train on up to ``max_steps`` batches; return (mean loss, steps, images)."""
+        self.net.set_train(True)
+        total = 0.0
+        steps = images_seen = 0
+        for images, labels in batches:
+            if steps >= max_steps:
+                break
+            output = self.step_cell(images, labels)
+            loss = float((output[0] if isinstance(output, tuple) else output).asnumpy())
+            self._check(loss, epoch, steps)
+            if self.ema is not None:
+                self.ema.update()
+            total += loss
+            steps += 1
+            images_seen += int(images.shape[0])
+            self.global_step += 1
+        return (total / steps if steps else float("nan")), steps, images_seen
+
+    def fit(self, dataset: Any, *, start_epoch: int = 0,
+            on_epoch_end: Callable[[EpochLog], None] | None = None) -> list[EpochLog]:
+        """Train from ``start_epoch`` to the last epoch over ``dataset`` (a batched pipeline)."""
+        logs = []
+        self.global_step = start_epoch * self.steps_per_epoch
+        for epoch in range(start_epoch, self.epochs):
+            started = time.perf_counter()
+            batches = dataset.create_tuple_iterator(num_epochs=1)
+            mean_loss, steps, images = self.run_steps(batches, self.steps_per_epoch, epoch)
+            step_index = min(len(self.rates) - 1, max(0, self.global_step - 1))
+            log = EpochLog(epoch=epoch + 1, loss=mean_loss, lr=float(self.rates[step_index]),
+                           seconds=time.perf_counter() - started, images=images)
+            logs.append(log)
+            if on_epoch_end is not None:
+                on_epoch_end(log)
+        return logs
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """What the proxy task reports for one candidate."""
+
+    top1: float
+    top5: float
+    held_out_loss: float
+    train_loss: float
+    epochs: int
+    steps: int
+    train_seconds: float
+    eval_seconds: float
+
+
+def train_proxy(spec: Any, data: Any, config: TrainConfig, *, device: str = "CPU",
+                threads: int | None = None, lock_timeout: float | None = None) -> ProxyResult:
+    """Train a fresh network of ``spec`` on ``data``'s training split and score it on held-out data."""
+    import mindspore as ms
+
+    from nas.builder import build_network
+    from nas.devicelock import device_lock
+
+    configure_threads(threads)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(config.seed)
+    np.random.seed(config.seed)
+    with device_lock(device, exclusive=False, timeout=lock_timeout):
+        net = build_network(spec, num_classes=data.num_classes, seed=config.seed)
+        trainer = Trainer(net, config, data.steps_per_epoch(config.batch_size))
+        started = time.perf_counter()
+        logs = trainer.fit(data.train(config.batch_size))
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        if trainer.ema is not None:
+            trainer.ema.swap()
+        result = evaluate(net, data.held_out(max(64, config.batch_size)))
+        eval_seconds = time.perf_counter() - started
+    return ProxyResult(top1=result.top1, top5=result.top5, held_out_loss=result.loss, train_loss=logs[-1].loss,
+                       epochs=len(logs), steps=trainer.global_step, train_seconds=train_seconds,
+                       eval_seconds=eval_seconds)
+
+
+def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int) -> float:
+    """Train ``net`` in place for ``steps`` steps at a constant LR (NetAdapt's short-term fine-tune)."""
+    constant = config.replace(schedule="constant", warmup_epochs=0.0, epochs=1)
+    per_epoch = data.steps_per_epoch(config.batch_size)
+    trainer = Trainer(net, constant, max(steps, 1))
+    done = 0
+    losses = []
+    for _ in range(max(1, math.ceil(steps / max(1, per_epoch)))):  # bounded: enough epochs for ``steps``
+        mean, count, _ = trainer.run_steps(data.train(config.batch_size).create_tuple_iterator(num_epochs=1),
+                                           steps - done)
+        done += count
+        if count:
+            losses.append(mean)
+        if done >= steps:
+            break
+    return float(np.mean(losses)) if losses else float("nan")

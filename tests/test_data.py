@@ -1,0 +1,69 @@
+"""Dataset loaders on digits and on tiny CIFAR-10 / ImageFolder files written here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.data import DataConfig, DatasetError, open_data
+from tests.datasets import write_cifar10, write_image_folder
+
+
+def _first_batch(dataset):
+    images, labels = next(dataset.create_tuple_iterator(num_epochs=1))
+    return images.asnumpy(), labels.asnumpy()
+
+
+def test_digits_split_is_stratified_and_deterministic() -> None:
+    data = open_data(DataConfig("digits", resolution=16, seed=3))
+    assert data.num_classes == 10 and data.sizes == {"train": 1437, "held_out": 360}
+    images, labels = _first_batch(data.held_out(360))
+    assert images.shape == (360, 3, 16, 16) and images.dtype == np.float32
+    assert np.bincount(labels, minlength=10).min() >= 35  # stratified: about 36 per class
+    again, again_labels = _first_batch(open_data(DataConfig("digits", resolution=16, seed=3)).held_out(360))
+    np.testing.assert_array_equal(labels, again_labels)
+    np.testing.assert_array_equal(images, again)
+
+
+def test_cifar10_binaries(tmp_path) -> None:
+    data = open_data(DataConfig(str(write_cifar10(tmp_path)), resolution=24, held_out=0.2))
+    assert data.kind == "cifar10" and data.num_classes == 10
+    assert data.sizes == {"train": 80, "held_out": 20, "validation": 20}
+    images, labels = _first_batch(data.train(8))
+    assert images.shape == (8, 3, 24, 24) and labels.dtype == np.int32
+    assert sum(1 for _ in data.validation(7).create_tuple_iterator(num_epochs=1)) == 3
+
+
+@pytest.mark.parametrize("with_val", [True, False])
+def test_image_folder(tmp_path, with_val: bool) -> None:
+    root = write_image_folder(tmp_path, with_val=with_val)
+    data = open_data(DataConfig(str(root), resolution=16, held_out=0.25, augment=True))
+    assert data.kind == "imagefolder" and data.num_classes == 3
+    assert data.sizes["train"] + data.sizes["held_out"] == 18
+    assert ("validation" in data.sizes) == with_val
+    images, labels = _first_batch(data.train(4))
+    assert images.shape == (4, 3, 16, 16) and set(labels) <= {0, 1, 2}
+    held = sum(len(l) for _, l in data.held_out(5).create_tuple_iterator(num_epochs=1))
+    assert held == data.sizes["held_out"]
+
+
+def test_shards_partition_the_training_split() -> None:
+    data = open_data(DataConfig("digits", resolution=8))
+    seen = [sum(len(l) for _, l in data.train(1, shuffle=False, shard=(2, rank)).create_tuple_iterator(num_epochs=1))
+            for rank in (0, 1)]
+    assert seen == [719, 718] or seen == [718, 719] or seen == [719, 719]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: str(p / "nowhere"), "not found"),
+    (lambda p: str(p), "neither CIFAR-10 binaries"),
+])
+def test_missing_or_unrecognised_dataset(tmp_path, make, message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        open_data(DataConfig(make(tmp_path)))
+
+
+def test_bad_data_config() -> None:
+    with pytest.raises(DatasetError, match="data.held_out"):
+        DataConfig(held_out=1.5)
+    with pytest.raises(DatasetError, match="data.resolution"):
+        DataConfig(resolution=2)
