@@ -66,8 +66,16 @@ class Data:
         self.sizes = sizes
 
     def train(self, batch_size: int, *, shuffle: bool = True, shard: tuple[int, int] | None = None,
-              drop_remainder: bool = True) -> Any:
-        """The training split (minus the held-out images), optionally one shard of it."""
+              drop_remainder: bool = True, epoch: int = 0) -> Any:
+        """The training split (minus the held-out images), optionally one shard of it.
+
+        The shuffle order is seeded by the data seed and ``epoch``: every epoch sees a new order,
+        and a resumed run sees exactly the order an uninterrupted one would have.
+        """
+        import mindspore.dataset as ds
+
+        ds.config.set_seed(self.config.seed * 1000 + epoch)
+        np.random.seed((self.config.seed * 1000 + epoch) % 2**32)  # the digits shift augmentation
         return self._pipeline("train", batch_size, shuffle=shuffle, shard=shard, drop_remainder=drop_remainder)
 
     def held_out(self, batch_size: int, *, shard: tuple[int, int] | None = None) -> Any:
@@ -193,7 +201,6 @@ class _CifarData(Data):
                   drop_remainder: bool) -> Any:
         import mindspore.dataset as ds
 
-        ds.config.set_seed(self.config.seed)
         images, labels = self.arrays[split]
         dataset = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=shuffle, **_shard_kwargs(shard))
         transforms = _image_transforms(self.config.resolution, split == "train", self.config.augment, decoded=True)
@@ -232,14 +239,16 @@ class _FolderData(Data):
         import mindspore.dataset as ds
         from mindspore.dataset import transforms
 
-        ds.config.set_seed(self.config.seed)
         if split == "validation":
             assert self.official is not None
             dataset = self._source(self.official, shuffle=False, shard=shard)
         else:
-            # A fixed, seeded split of the training tree: the first part trains, the rest is held out.
+            # A fixed split seeded by the data seed alone: the first part trains, the rest is held out.
+            order_seed = ds.config.get_seed()
+            ds.config.set_seed(self.config.seed)
             full = self._source(self.root, shuffle=False)
             train_part, held_part = full.split([self.sizes["train"], self.sizes["held_out"]], randomize=True)
+            ds.config.set_seed(order_seed)
             dataset = train_part if split == "train" else held_part
             if shard is not None:
                 dataset = dataset.shard(num_shards=shard[0], shard_id=shard[1])

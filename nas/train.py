@@ -242,6 +242,11 @@ class Trainer:
         self.ema = WeightEMA(net, config.ema_decay) if config.ema_decay > 0 else None
         self.global_step = 0
 
+    def current_lr(self) -> float:
+        """The LR of the last step taken, read from the optimizer's own step counter."""
+        taken = int(np.asarray(self.optimizer.global_step.asnumpy()).reshape(-1)[0])
+        return float(self.rates[min(len(self.rates) - 1, max(0, taken - 1))])
+
     def _check(self, loss: float, epoch: int, step: int) -> None:
         if not math.isfinite(loss) or loss > self.config.max_loss:
             raise TrainingDiverged(f"training diverged: loss {loss:.4g} at epoch {epoch + 1}, step {step + 1}")
@@ -265,17 +270,16 @@ class Trainer:
             self.global_step += 1
         return (total / steps if steps else float("nan")), steps, images_seen
 
-    def fit(self, dataset: Any, *, start_epoch: int = 0,
+    def fit(self, batches_for_epoch: Callable[[int], Any], *, start_epoch: int = 0,
             on_epoch_end: Callable[[EpochLog], None] | None = None) -> list[EpochLog]:
-        """Train from ``start_epoch`` to the last epoch over ``dataset`` (a batched pipeline)."""
+        """Train from ``start_epoch`` to the last epoch; ``batches_for_epoch(e)`` gives epoch e's pipeline."""
         logs = []
         self.global_step = start_epoch * self.steps_per_epoch
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
-            batches = dataset.create_tuple_iterator(num_epochs=1)
+            batches = batches_for_epoch(epoch).create_tuple_iterator(num_epochs=1)
             mean_loss, steps, images = self.run_steps(batches, self.steps_per_epoch, epoch)
-            step_index = min(len(self.rates) - 1, max(0, self.global_step - 1))
-            log = EpochLog(epoch=epoch + 1, loss=mean_loss, lr=float(self.rates[step_index]),
+            log = EpochLog(epoch=epoch + 1, loss=mean_loss, lr=self.current_lr(),
                            seconds=time.perf_counter() - started, images=images)
             logs.append(log)
             if on_epoch_end is not None:
@@ -313,7 +317,7 @@ def train_proxy(spec: Any, data: Any, config: TrainConfig, *, device: str = "CPU
         net = build_network(spec, num_classes=data.num_classes, seed=config.seed)
         trainer = Trainer(net, config, data.steps_per_epoch(config.batch_size))
         started = time.perf_counter()
-        logs = trainer.fit(data.train(config.batch_size))
+        logs = trainer.fit(lambda epoch: data.train(config.batch_size, epoch=epoch))
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         if trainer.ema is not None:
@@ -332,9 +336,9 @@ def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int) -> float:
     trainer = Trainer(net, constant, max(steps, 1))
     done = 0
     losses = []
-    for _ in range(max(1, math.ceil(steps / max(1, per_epoch)))):  # bounded: enough epochs for ``steps``
-        mean, count, _ = trainer.run_steps(data.train(config.batch_size).create_tuple_iterator(num_epochs=1),
-                                           steps - done)
+    for epoch in range(max(1, math.ceil(steps / max(1, per_epoch)))):  # bounded: enough epochs for ``steps``
+        batches = data.train(config.batch_size, epoch=epoch).create_tuple_iterator(num_epochs=1)
+        mean, count, _ = trainer.run_steps(batches, steps - done)
         done += count
         if count:
             losses.append(mean)

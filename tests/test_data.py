@@ -67,3 +67,14 @@ def test_bad_data_config() -> None:
         DataConfig(held_out=1.5)
     with pytest.raises(DatasetError, match="data.resolution"):
         DataConfig(resolution=2)
+
+
+def test_held_out_split_does_not_move_with_the_epoch(tmp_path) -> None:
+    data = open_data(DataConfig(str(write_image_folder(tmp_path, with_val=False, per_class=8)), resolution=8))
+
+    def held_images():
+        return np.concatenate([i.asnumpy() for i, _ in data.held_out(50).create_tuple_iterator(num_epochs=1)])
+
+    first = held_images()
+    data.train(4, epoch=7)
+    np.testing.assert_array_equal(held_images(), first)
