@@ -1,0 +1,477 @@
+"""The NetAdapt loop: measure, propose, fine-tune on Ray, select, measure again; then a long-term
+fine-tune. Resumable after every finished iteration.
+
+Output directory::
+
+    config.yaml                    the resolved settings and the inputs (spec, checkpoint digest, data)
+    state.json                     the last finished iteration and where its network is
+    seed/spec.yaml, model.ckpt     the input network (classes and resolution as run)
+    iterations/0003/spec.yaml      the network chosen by iteration 3 (model.ckpt beside it)
+    iterations/0004/proposals/     the proposals of an unfinished iteration (kept for a resume)
+    history.csv, history.parquet   every proposal of every finished iteration (netadapt.history)
+    final/spec.yaml, model.ckpt    the result after the long-term fine-tune
+    summary.json                   initial / final latency (measured and predicted), accuracy
+    lut/                           the look-up table, when none was given
+
+A run killed mid-iteration resumes (``resume=True``) from the last finished iteration; proposals
+of the unfinished one that were already fine-tuned are reused, not retrained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from netadapt.algorithm import Candidate, select
+from netadapt.channels import widths_text
+from netadapt.config import NetAdaptConfig
+from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
+from netadapt.history import History
+from netadapt.proposals import Proposal, propose, targets, valid_widths, width_of
+from netadapt.resources import AnchoredEstimate, LatencyMeter, LatencyPredictor, Measurement
+from netadapt.worker import ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
+from nas.data import DataConfig
+from nas.errors import NasError
+from nas.spec import ArchSpec
+
+STATE = "state.json"
+FORMAT = "nas-netadapt"
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """A network of the run: where it is, its measured and predicted latency, its accuracy."""
+
+    iteration: int
+    spec_path: str
+    ckpt_path: str
+    measured_ms: float
+    p10_ms: float
+    p90_ms: float
+    predicted_ms: float
+    top1: float
+
+
+@dataclass(frozen=True)
+class NetAdaptResult:
+    out_dir: Path
+    status: str  # budget_met | max_iters
+    iterations: int
+    budget_ms: float
+    initial_ms: float
+    final_measured_ms: float
+    final_predicted_ms: float
+    initial_top1: float
+    final_top1: float
+    spec_path: Path
+    ckpt_path: Path
+
+    def describe(self) -> str:
+        met = "met" if self.final_measured_ms <= self.budget_ms else "NOT met"
+        return (f"{self.status} after {self.iterations} iteration(s): latency {self.initial_ms:.3f} -> "
+                f"{self.final_measured_ms:.3f} ms measured ({self.final_predicted_ms:.3f} ms predicted), budget "
+                f"{self.budget_ms:.3f} ms {met}; held-out top1 {self.initial_top1:.4f} -> {self.final_top1:.4f}")
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
+    os.replace(temporary, path)
+
+
+def _safe(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+
+
+class NetAdapt:
+    """One NetAdapt run into ``out_dir``.
+
+    ``predictor`` estimates latency (default: the look-up table in ``lut_dir``, or one built in
+    ``<out_dir>/lut``); ``meter`` measures it (default: ``latency.MindSporeBackend``).
+    """
+
+    def __init__(self, config: NetAdaptConfig, out_dir: str | Path, *, predictor: LatencyPredictor | None = None,
+                 meter: LatencyMeter | None = None, lut_dir: str | Path | None = None, ray_address: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.predictor = predictor
+        self.meter = meter
+        self.lut_dir = Path(lut_dir) if lut_dir is not None else None
+        self.ray_address = ray_address
+        self.log = log
+        self.history = History(self.out)
+
+    # ----- inputs and the output directory ---------------------------------------------------------
+
+    def _latency_resolution(self, spec: ArchSpec) -> int:
+        return self.config.latency_resolution or spec.resolution
+
+    def _make_meter(self, spec: ArchSpec) -> LatencyMeter:
+        from netadapt.resources import mindspore_meter
+
+        return mindspore_meter(self.config.device, batch=self.config.latency_batch,
+                               resolution=self._latency_resolution(spec), threads=self.config.latency_threads)
+
+    def _make_predictor(self, spec: ArchSpec) -> LatencyPredictor:
+        from latency.lut import LatencyLUT
+        from netadapt.resources import build_netadapt_lut
+
+        resolution = self._latency_resolution(spec)
+        if self.lut_dir is not None:
+            lut = LatencyLUT(self.lut_dir)
+            if lut.resolution != resolution:
+                raise NasError(f"look-up table {str(self.lut_dir)!r} was measured at {lut.resolution} px, but latency "
+                               f"is measured at {resolution} px here (--latency-resolution)")
+            return _LUTPredictor(lut)
+        backend = getattr(self.meter, "backend", None)
+        if backend is None or not hasattr(backend, "measure_pieces"):
+            raise NasError("no look-up table given (--lut) and the latency meter cannot measure pieces to build one")
+        lut = build_netadapt_lut(self.out / "lut", spec, backend, step=self.config.step_multiple,
+                                 options=self.config.target_options(), grid_step=self.config.lut_grid_step,
+                                 calibration=self.config.lut_calibration, seed=self.config.seed, log=self.log)
+        return _LUTPredictor(lut)
+
+    def _data_config(self, spec: ArchSpec, source: str) -> DataConfig:
+        return DataConfig(source=source, resolution=spec.resolution, held_out=self.config.held_out,
+                          seed=self.config.seed)
+
+    def _prepare_seed(self, spec: ArchSpec, ckpt: Path, data: Any) -> tuple[ArchSpec, Path]:
+        """Check the checkpoint against the spec and the data; write ``seed/``."""
+        from nas.builder import build_network
+        from nas.checkpoint import load_weights, save_weights
+
+        if self.config.resolution is not None:
+            spec = spec.replace(resolution=self.config.resolution)
+        if spec.num_classes != data.num_classes:
+            raise NasError(f"the spec's classifier has {spec.num_classes} classes but the data has {data.num_classes}; "
+                           "NetAdapt fine-tunes a model trained on this data")
+        net = build_network(spec)
+        load_weights(net, ckpt)  # CheckpointError names the first mismatch
+        seed_dir = self.out / "seed"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        (seed_dir / "spec.yaml").write_text(spec.to_yaml())
+        return spec, save_weights(net, seed_dir / "model.ckpt", spec)
+
+    def _check_resume(self, inputs: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+        state_path = self.out / STATE
+        if not resume:
+            if state_path.exists():
+                raise ResumeError(f"{str(self.out)!r} already holds a NetAdapt run; pass --resume to continue it "
+                                  "or choose another -o")
+            return None
+        if not state_path.exists():
+            raise ResumeError(f"--resume: {str(self.out)!r} holds no NetAdapt run ({STATE} not found)")
+        saved = yaml.safe_load((self.out / "config.yaml").read_text())
+        previous = NetAdaptConfig.from_dict(saved["netadapt"])
+        changed = previous.differences(self.config)
+        if changed:
+            name = changed[0]
+            raise ResumeError(f"--resume: {name} was {getattr(previous, name)!r}, now {getattr(self.config, name)!r}; "
+                              f"a resumed run keeps its settings (only {', '.join(('max_iters', 'long_term_epochs', 'long_term_lr', 'workers'))} may change)")
+        for key in ("arch_id", "ckpt_sha256", "data"):
+            if saved["inputs"].get(key) != inputs.get(key):
+                raise ResumeError(f"--resume: the input {key} differs from the run in {str(self.out)!r} "
+                                  f"({saved['inputs'].get(key)!r} vs {inputs.get(key)!r})")
+        return json.loads(state_path.read_text())
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        _write_json(self.out / STATE, state)
+
+    # ----- the run -----------------------------------------------------------------------------------
+
+    def run(self, spec: ArchSpec, ckpt: str | Path, data_source: str, *, resume: bool = False) -> NetAdaptResult:
+        """Prune ``spec`` (weights in ``ckpt``) until it meets the budget or ``max_iters``; then fine-tune."""
+        from nas.data import open_data
+
+        ckpt = Path(ckpt)
+        if not ckpt.is_file():
+            from nas.checkpoint import CheckpointError
+
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} not found")
+        if self.config.resolution is not None:
+            spec = spec.replace(resolution=self.config.resolution)
+        inputs = {"arch_id": spec.arch_id, "spec_name": spec.name, "ckpt": str(ckpt), "ckpt_sha256": _digest(ckpt),
+                  "data": data_source}
+        state = self._check_resume(inputs, resume)
+        data = open_data(self._data_config(spec, data_source))
+        if self.meter is None:
+            self.meter = self._make_meter(spec)
+        if state is None:
+            state = self._start(spec, ckpt, data, inputs)
+        else:
+            self.log(f"resuming {self.out} after iteration {state['current']['iteration']}")
+            self.history.truncate(state["current"]["iteration"])
+            if self.predictor is None:  # the table covers the grid around the seed network
+                self.predictor = self._make_predictor(ArchSpec.from_yaml(self.out / "seed" / "spec.yaml"))
+        return self._loop(state, data)
+
+    def _start(self, spec: ArchSpec, ckpt: Path, data: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.history.rows = []
+        spec, seed_ckpt = self._prepare_seed(spec, ckpt, data)
+        initial = self.meter.measure(spec)
+        budget = (self.config.budget_ms if self.config.budget_ms is not None
+                  else self.config.budget_ratio * initial.median_ms)
+        if initial.median_ms <= budget:
+            raise NothingToDoError(f"nothing to do: the network already meets the budget ({initial.median_ms:.3f} ms "
+                                   f"measured <= {budget:.3f} ms)")
+        if self.predictor is None:
+            self.predictor = self._make_predictor(spec)
+        predicted = float(self.predictor.predict(spec))  # a look-up-table miss stops the run here
+        top1 = self._evaluate(spec, seed_ckpt, data)
+        (self.out / "config.yaml").write_text(yaml.safe_dump({"netadapt": self.config.to_dict(), "inputs": inputs},
+                                                             sort_keys=False))
+        current = NetworkState(0, "seed/spec.yaml", "seed/model.ckpt", initial.median_ms, initial.p10_ms,
+                               initial.p90_ms, predicted, top1)
+        self.history.add([{"iteration": 0, "target": "seed", "kind": "seed", "widths": widths_text(spec),
+                           "arch_id": spec.arch_id, "predicted_ms": predicted, "estimated_ms": initial.median_ms,
+                           "top1": top1, "status": "ok", "chosen": True, "measured_ms": initial.median_ms,
+                           "measured_p10_ms": initial.p10_ms, "measured_p90_ms": initial.p90_ms}])
+        self.history.save()
+        state = {"format": FORMAT, "version": 1, "initial_ms": initial.median_ms, "budget_ms": budget,
+                 "initial_top1": top1, "status": "pruning", "current": dataclasses.asdict(current), "final": None}
+        self._save_state(state)
+        self.log(f"seed {spec.name}: {initial.median_ms:.3f} ms measured ({predicted:.3f} ms predicted), held-out "
+                 f"top1 {top1:.4f}; budget {budget:.3f} ms")
+        return state
+
+    def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Any) -> float:
+        import mindspore as ms
+
+        from nas.builder import build_network
+        from nas.checkpoint import load_weights
+        from nas.devicelock import device_lock
+        from nas.train import evaluate
+
+        ms.set_context(mode=ms.GRAPH_MODE)
+        with device_lock(self.config.device, exclusive=False):
+            net = build_network(spec)
+            load_weights(net, ckpt)
+            return evaluate(net, data.held_out(self.config.fine_tune().eval_batch)).top1
+
+    def _loop(self, state: dict[str, Any], data: Any) -> NetAdaptResult:
+        budget = state["budget_ms"]
+        current = NetworkState(**state["current"])
+        run, close = (None, None)
+        try:
+            while current.measured_ms > budget and current.iteration < self.config.max_iters:
+                if run is None:
+                    run, close = make_runner(self.config.workers, self.ray_address)
+                current = self._iteration(current.iteration + 1, current, state, data, run)
+                state["current"] = dataclasses.asdict(current)
+                self._save_state(state)
+        finally:
+            if close is not None:
+                close()
+        state["status"] = "budget_met" if current.measured_ms <= budget else "max_iters"
+        if current.measured_ms > budget:
+            self.log(f"budget {budget:.3f} ms not met after {current.iteration} iteration(s) "
+                     f"({current.measured_ms:.3f} ms measured); raise --max-iters and --resume to continue")
+        self._save_state(state)
+        return self._finish(state, current, data)
+
+    # ----- one iteration ------------------------------------------------------------------------------
+
+    def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec, state: dict[str, Any]) -> tuple[list[Proposal], float, bool]:
+        config = self.config
+        constraint = config.schedule_rule().constraint(iteration, state["initial_ms"], current.measured_ms,
+                                                       state["budget_ms"])
+        estimate = AnchoredEstimate(self.predictor, spec, current.measured_ms)
+        meeting: list[Proposal] = []
+        lowest: list[Proposal] = []
+        for target in targets(spec, config.target_options()):
+            found, _ = propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)
+            if found is not None:
+                meeting.append(found)
+                continue
+            best: Proposal | None = None
+            for width, candidate in valid_widths(spec, target, config.step_multiple, config.min_width):
+                predicted, estimated = estimate(candidate)
+                if best is None or estimated < best.estimated_ms:
+                    best = Proposal(target, width_of(spec, target), width, candidate, predicted, estimated)
+            if best is not None and best.estimated_ms < current.measured_ms:
+                lowest.append(best)
+        if meeting:
+            return meeting, constraint, False
+        if lowest:
+            self.log(f"iteration {iteration}: no single proposal reaches {constraint:.3f} ms; taking each target's "
+                     "fastest width instead")
+            return lowest, constraint, True
+        raise BudgetUnreachableError(
+            f"budget unreachable: no proposal can shrink the network below {current.measured_ms:.3f} ms (budget "
+            f"{state['budget_ms']:.3f} ms, step {config.step_multiple}); the last network is in "
+            f"{self.out / current.ckpt_path}")
+
+    def _iteration(self, iteration: int, current: NetworkState, state: dict[str, Any], data: Any,
+                   run: Callable) -> NetworkState:
+        started = time.perf_counter()
+        spec = ArchSpec.from_yaml(self.out / current.spec_path)
+        proposals, constraint, relaxed = self._proposals(iteration, current, spec, state)
+        folder = self.out / "iterations" / f"{iteration:04d}"
+        pending_dir = folder / "proposals"
+        pending_dir.mkdir(parents=True, exist_ok=True)
+        settings = self.config.fine_tune()
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // max(1, min(self.config.workers, len(proposals))))
+        job_seed = self.config.seed * 100003 + iteration
+        outcomes: dict[str, ProposalOutcome] = {}
+        jobs = []
+        for proposal in proposals:
+            name = _safe(proposal.key)
+            record = pending_dir / f"{name}.json"
+            if record.exists():  # finished before an interruption
+                saved = json.loads(record.read_text())
+                if saved.get("arch_id") == proposal.spec.arch_id and saved.get("parent") == spec.arch_id and (
+                        not saved["outcome"]["ckpt"] or Path(saved["outcome"]["ckpt"]).exists()):
+                    outcomes[proposal.key] = ProposalOutcome(**saved["outcome"])
+                    continue
+            jobs.append(ProposalJob(key=proposal.key, parent_spec=spec.to_yaml(),
+                                    parent_ckpt=str(self.out / current.ckpt_path), spec=proposal.spec.to_yaml(),
+                                    out_ckpt=str(pending_dir / f"{name}.ckpt"), data=data.config, settings=settings,
+                                    seed=job_seed, first_epoch=(iteration - 1) * epochs_per_iteration(data, settings),
+                                    device=self.config.device, threads=threads))
+        if outcomes:
+            self.log(f"iteration {iteration}: reusing {len(outcomes)} proposal(s) fine-tuned before the interruption")
+        by_key = {p.key: p for p in proposals}
+        for outcome in run(jobs):
+            outcomes[outcome.key] = outcome
+            _write_json(pending_dir / f"{_safe(outcome.key)}.json",
+                        {"arch_id": by_key[outcome.key].spec.arch_id, "parent": spec.arch_id,
+                         "outcome": outcome.to_dict()})
+            status = f"top1 {outcome.top1:.4f}" if outcome.ok else f"failed: {outcome.error}"
+            self.log(f"  {outcome.key}: {by_key[outcome.key].width_before} -> {by_key[outcome.key].width}, "
+                     f"est {by_key[outcome.key].estimated_ms:.3f} ms, {status} ({outcome.seconds:.1f} s)")
+        ordered = [(p, outcomes[p.key]) for p in proposals]
+        usable = [(p, o) for p, o in ordered if o.ok]
+        if not usable:
+            raise NasError(f"iteration {iteration}: every proposal failed; first: {ordered[0][1].error}")
+        candidates = [Candidate(p.key, o.top1, p.estimated_ms) for p, o in usable]
+        chosen, outcome = usable[select(candidates, current.top1, current.measured_ms, self.config.selection)]
+        measured = self.meter.measure(chosen.spec)
+        (folder / "spec.yaml").write_text(chosen.spec.to_yaml())
+        shutil.copyfile(outcome.ckpt, folder / "model.ckpt")
+        rows = []
+        for proposal, result in ordered:
+            row = {"iteration": iteration, "target": proposal.key, "kind": proposal.target.kind,
+                   "width_before": proposal.width_before, "width": proposal.width,
+                   "widths": widths_text(proposal.spec), "arch_id": proposal.spec.arch_id,
+                   "constraint_ms": constraint, "predicted_ms": proposal.predicted_ms,
+                   "estimated_ms": proposal.estimated_ms, "relaxed": relaxed, "top1": result.top1, "top5": result.top5,
+                   "loss": result.loss, "train_loss": result.train_loss, "finetune_s": result.seconds,
+                   "status": "ok" if result.ok else "failed", "error": result.error or "",
+                   "chosen": proposal is chosen}
+            if proposal is chosen:
+                row.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
+                           measured_p90_ms=measured.p90_ms, iteration_s=time.perf_counter() - started)
+            rows.append(row)
+        self.history.add(rows)
+        self.history.save()
+        shutil.rmtree(pending_dir, ignore_errors=True)
+        self.log(f"iteration {iteration}: constraint {constraint:.3f} ms, {len(proposals)} proposals; chose "
+                 f"{chosen.key} {chosen.width_before} -> {chosen.width}: top1 {outcome.top1:.4f}, "
+                 f"{chosen.estimated_ms:.3f} ms estimated, {measured.median_ms:.3f} ms measured "
+                 f"({time.perf_counter() - started:.0f} s)")
+        return NetworkState(iteration, str(Path("iterations") / f"{iteration:04d}" / "spec.yaml"),
+                            str(Path("iterations") / f"{iteration:04d}" / "model.ckpt"), measured.median_ms,
+                            measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1)
+
+    # ----- the end ------------------------------------------------------------------------------------
+
+    def _finish(self, state: dict[str, Any], current: NetworkState, data: Any) -> NetAdaptResult:
+        spec = ArchSpec.from_yaml(self.out / current.spec_path)
+        final_dir = self.out / "final"
+        final = state.get("final")
+        if final is None or final.get("iteration") != current.iteration or \
+                final.get("long_term_epochs") != self.config.long_term_epochs:
+            final_dir.mkdir(parents=True, exist_ok=True)
+            top1, validation = self._long_term(spec, self.out / current.ckpt_path, data, final_dir / "model.ckpt")
+            (final_dir / "spec.yaml").write_text(spec.to_yaml())
+            measured = self.meter.measure(spec)
+            predicted = float(self.predictor.predict(spec)) if self.predictor is not None else math.nan
+            final = {"iteration": current.iteration, "long_term_epochs": self.config.long_term_epochs,
+                     "measured_ms": measured.median_ms, "measured_p10_ms": measured.p10_ms,
+                     "measured_p90_ms": measured.p90_ms, "predicted_ms": predicted, "top1": top1,
+                     "validation_top1": validation, "arch_id": spec.arch_id, "widths": widths_text(spec)}
+            state["final"] = final
+            self._save_state(state)
+        summary = {"status": state["status"], "iterations": current.iteration, "budget_ms": state["budget_ms"],
+                   "initial_ms": state["initial_ms"], "initial_top1": state["initial_top1"],
+                   "last_iteration_measured_ms": current.measured_ms, "final": final,
+                   "budget_met_by_measurement": current.measured_ms <= state["budget_ms"]}
+        _write_json(self.out / "summary.json", summary)
+        result = NetAdaptResult(self.out, state["status"], current.iteration, state["budget_ms"], state["initial_ms"],
+                                final["measured_ms"], final["predicted_ms"], state["initial_top1"], final["top1"],
+                                final_dir / "spec.yaml", final_dir / "model.ckpt")
+        self.log(result.describe())
+        return result
+
+    def _long_term(self, spec: ArchSpec, ckpt: Path, data: Any, out_ckpt: Path) -> tuple[float, float]:
+        """Long-term fine-tune (cosine LR); returns held-out and validation top-1."""
+        import mindspore as ms
+
+        from netadapt.worker import EpochShift
+        from nas.builder import build_network
+        from nas.checkpoint import load_weights, save_weights
+        from nas.devicelock import device_lock
+        from nas.train import TrainConfig, Trainer, evaluate
+
+        ms.set_context(mode=ms.GRAPH_MODE)
+        config = self.config
+        with device_lock(config.device, exclusive=False):
+            ms.set_seed(config.seed)
+            net = build_network(spec)
+            load_weights(net, ckpt)
+            if config.long_term_epochs:
+                recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size,
+                                     lr=config.long_term_lr, base_batch=config.batch_size,
+                                     weight_decay=config.weight_decay, schedule="cosine", seed=config.seed)
+                trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size))
+                first = (config.max_iters + 1) * epochs_per_iteration(data, config.fine_tune())
+                shifted = EpochShift(data, first)
+                for log in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
+                    self.log(f"long-term fine-tune epoch {log.epoch}/{config.long_term_epochs}: loss {log.loss:.4f}")
+            held_out = evaluate(net, data.held_out(config.fine_tune().eval_batch)).top1
+            validation = evaluate(net, data.validation(config.fine_tune().eval_batch)).top1
+            save_weights(net, out_ckpt, spec)
+        return held_out, validation
+
+
+class _LUTPredictor:
+    """``predict(spec)`` of a ``latency.lut.LatencyLUT``, calibrated where the table has a calibration."""
+
+    def __init__(self, lut: Any) -> None:
+        self.lut = lut
+
+    def predict(self, spec: ArchSpec) -> float:
+        return float(self.lut.predict(spec, calibrated=True))
+
+
+def run_netadapt(spec: ArchSpec, ckpt: str | Path, data_source: str, out_dir: str | Path, config: NetAdaptConfig, *,
+                 lut_dir: str | Path | None = None, resume: bool = False, predictor: LatencyPredictor | None = None,
+                 meter: LatencyMeter | None = None, ray_address: str | None = None,
+                 log: Callable[[str], None] = print) -> NetAdaptResult:
+    """Run (or resume) NetAdapt; see :class:`NetAdapt`."""
+    runner = NetAdapt(config, out_dir, predictor=predictor, meter=meter, lut_dir=lut_dir, ray_address=ray_address,
+                      log=log)
+    return runner.run(spec, ckpt, data_source, resume=resume)
+
+
+__all__ = ["NetAdapt", "NetAdaptResult", "NetworkState", "run_netadapt", "Measurement"]
