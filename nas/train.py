@@ -180,6 +180,14 @@ class WeightEMA:
             shadow.set_data(held)
 
 
+def _compile(cell: Any, *inputs: Any) -> None:
+    """Compile ``cell``'s graph for these inputs without running it (GRAPH mode only)."""
+    import mindspore as ms
+
+    if ms.get_context("mode") == ms.GRAPH_MODE:
+        cell.compile(*inputs)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     top1: float
@@ -203,6 +211,8 @@ def evaluate(net: Any, dataset: Any, *, device_lock: str | None = None) -> Evalu
         if device_lock is None:
             logits = net(images).asnumpy().astype(np.float64)
         else:
+            if seen == 0:
+                _compile(net, images)
             with hold(device_lock, exclusive=False):
                 logits = net(images).asnumpy().astype(np.float64)
         target = labels.asnumpy().astype(np.int64)
@@ -255,6 +265,7 @@ class Trainer:
         self.global_step = 0
         self.device_lock = device_lock
         self.lock_timeout = lock_timeout
+        self._compiled = False
 
     def _step(self, images: Any, labels: Any) -> float:
         """One optimisation step; returns its loss (reading it waits for the step to finish)."""
@@ -266,6 +277,9 @@ class Trainer:
             return run()
         from nas.devicelock import device_lock
 
+        if not self._compiled:  # compiling takes seconds and runs no kernels: do it outside the lock
+            _compile(self.step_cell, images, labels)
+            self._compiled = True
         # Held per step, not per run: a waiting latency measurement slips in between two steps.
         with device_lock(self.device_lock, exclusive=False, timeout=self.lock_timeout):
             return run()
