@@ -6,8 +6,9 @@ smoothing, EMA of the weights, AMP level). :class:`Trainer` runs epochs of a GRA
 step and checks the loss at every step: a NaN or exploding loss raises
 :class:`TrainingDiverged`, which a campaign records as the trial's failure reason.
 
-Training holds the device lock *shared* (see :mod:`nas.devicelock`), so latency is never
-measured beside it.
+Proxy training holds the device lock *shared* around every step and evaluation batch (see
+:mod:`nas.devicelock`), so latency is never measured beside it, and a measurement waits at most
+one step.
 """
 from __future__ import annotations
 
@@ -179,6 +180,14 @@ class WeightEMA:
             shadow.set_data(held)
 
 
+def _compile(cell: Any, *inputs: Any) -> None:
+    """Compile ``cell``'s graph for these inputs without running it (GRAPH mode only)."""
+    import mindspore as ms
+
+    if ms.get_context("mode") == ms.GRAPH_MODE:
+        cell.compile(*inputs)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     top1: float
@@ -187,14 +196,25 @@ class Evaluation:
     images: int
 
 
-def evaluate(net: Any, dataset: Any) -> Evaluation:
-    """Top-1, top-5 and cross-entropy of ``net`` in eval mode over a batched dataset."""
+def evaluate(net: Any, dataset: Any, *, device_lock: str | None = None) -> Evaluation:
+    """Top-1, top-5 and cross-entropy of ``net`` in eval mode over a batched dataset.
+
+    ``device_lock`` names a device to hold shared around every batch.
+    """
+    from nas.devicelock import device_lock as hold
+
     was_training = net.training
     net.set_train(False)
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        logits = net(images).asnumpy().astype(np.float64)
+        if device_lock is None:
+            logits = net(images).asnumpy().astype(np.float64)
+        else:
+            if seen == 0:
+                _compile(net, images)
+            with hold(device_lock, exclusive=False):
+                logits = net(images).asnumpy().astype(np.float64)
         target = labels.asnumpy().astype(np.int64)
         order = np.argsort(-logits, axis=1)
         correct1 += int((order[:, 0] == target).sum())
@@ -226,7 +246,9 @@ class Trainer:
     """Runs a recipe on one network. Works standalone or data-parallel (under ``msrun``)."""
 
     def __init__(self, net: Any, config: TrainConfig, steps_per_epoch: int, *, global_batch: int | None = None,
-                 epochs: int | None = None) -> None:
+                 epochs: int | None = None, device_lock: str | None = None,
+                 lock_timeout: float | None = None) -> None:
+        """``device_lock`` names a device to hold shared around every step (see :mod:`nas.devicelock`)."""
         import mindspore as ms
         from mindspore import nn
 
@@ -241,6 +263,26 @@ class Trainer:
         self.step_cell.set_train(True)
         self.ema = WeightEMA(net, config.ema_decay) if config.ema_decay > 0 else None
         self.global_step = 0
+        self.device_lock = device_lock
+        self.lock_timeout = lock_timeout
+        self._compiled = False
+
+    def _step(self, images: Any, labels: Any) -> float:
+        """One optimisation step; returns its loss (reading it waits for the step to finish)."""
+        def run() -> float:
+            output = self.step_cell(images, labels)
+            return float((output[0] if isinstance(output, tuple) else output).asnumpy())
+
+        if self.device_lock is None:
+            return run()
+        from nas.devicelock import device_lock
+
+        if not self._compiled:  # compiling takes seconds and runs no kernels: do it outside the lock
+            _compile(self.step_cell, images, labels)
+            self._compiled = True
+        # Held per step, not per run: a waiting latency measurement slips in between two steps.
+        with device_lock(self.device_lock, exclusive=False, timeout=self.lock_timeout):
+            return run()
 
     def current_lr(self) -> float:
         """The LR of the last step taken, read from the optimizer's own step counter."""
@@ -259,8 +301,7 @@ class Trainer:
         for images, labels in batches:
             if steps >= max_steps:
                 break
-            output = self.step_cell(images, labels)
-            loss = float((output[0] if isinstance(output, tuple) else output).asnumpy())
+            loss = self._step(images, labels)
             self._check(loss, epoch, steps)
             if self.ema is not None:
                 self.ema.update()
@@ -303,27 +344,29 @@ class ProxyResult:
 
 def train_proxy(spec: Any, data: Any, config: TrainConfig, *, device: str = "CPU",
                 threads: int | None = None, lock_timeout: float | None = None) -> ProxyResult:
-    """Train a fresh network of ``spec`` on ``data``'s training split and score it on held-out data."""
+    """Train a fresh network of ``spec`` on ``data``'s training split and score it on held-out data.
+
+    ``device`` is locked shared per step; pass ``None`` to train without taking the lock.
+    """
     import mindspore as ms
 
     from nas.builder import build_network
-    from nas.devicelock import device_lock
 
     configure_threads(threads)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
-    with device_lock(device, exclusive=False, timeout=lock_timeout):
-        net = build_network(spec, num_classes=data.num_classes, seed=config.seed)
-        trainer = Trainer(net, config, data.steps_per_epoch(config.batch_size))
-        started = time.perf_counter()
-        logs = trainer.fit(lambda epoch: data.train(config.batch_size, epoch=epoch))
-        train_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        if trainer.ema is not None:
-            trainer.ema.swap()
-        result = evaluate(net, data.held_out(max(64, config.batch_size)))
-        eval_seconds = time.perf_counter() - started
+    net = build_network(spec, num_classes=data.num_classes, seed=config.seed)
+    trainer = Trainer(net, config, data.steps_per_epoch(config.batch_size), device_lock=device,
+                      lock_timeout=lock_timeout)
+    started = time.perf_counter()
+    logs = trainer.fit(lambda epoch: data.train(config.batch_size, epoch=epoch))
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    if trainer.ema is not None:
+        trainer.ema.swap()
+    result = evaluate(net, data.held_out(max(64, config.batch_size)), device_lock=device)
+    eval_seconds = time.perf_counter() - started
     return ProxyResult(top1=result.top1, top5=result.top5, held_out_loss=result.loss, train_loss=logs[-1].loss,
                        epochs=len(logs), steps=trainer.global_step, train_seconds=train_seconds,
                        eval_seconds=eval_seconds)

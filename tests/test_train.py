@@ -62,3 +62,40 @@ def test_proxy_training_learns_and_is_deterministic(digits) -> None:
 def test_divergence_is_a_named_failure(digits) -> None:
     with pytest.raises(TrainingDiverged, match="loss .* at epoch 1"):
         train_proxy(tiny_spec(), digits, TrainConfig(epochs=1, lr=90.0, max_loss=20.0))
+
+
+def _train_in_background(lock_dir: str, started, finished) -> None:
+    import os
+
+    os.environ["NAS_LOCK_DIR"] = lock_dir
+    data = open_data(DataConfig("digits", resolution=16))
+    started.set()
+    train_proxy(tiny_spec(), data, TrainConfig(epochs=4, batch_size=32), device="CPU")
+    finished.set()
+
+
+@pytest.mark.slow
+def test_a_measurement_gets_the_device_between_training_steps(tmp_path, monkeypatch) -> None:
+    """Training holds the device shared per step, so an exclusive measurement waits one step,
+    not a whole training run."""
+    import multiprocessing as mp
+    import time
+
+    from nas.devicelock import device_lock
+
+    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path))
+    context = mp.get_context("spawn")
+    started, finished = context.Event(), context.Event()
+    worker = context.Process(target=_train_in_background, args=(str(tmp_path), started, finished))
+    worker.start()
+    try:
+        assert started.wait(120)
+        time.sleep(8)  # well into training (compiling and stepping)
+        waited = time.monotonic()
+        with device_lock("CPU", exclusive=True, timeout=30):
+            waited = time.monotonic() - waited
+            assert not finished.is_set()
+        assert waited < 5
+    finally:
+        worker.join(300)
+    assert finished.is_set()
