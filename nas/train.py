@@ -372,11 +372,14 @@ def train_proxy(spec: Any, data: Any, config: TrainConfig, *, device: str = "CPU
                        eval_seconds=eval_seconds)
 
 
-def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int) -> float:
-    """Train ``net`` in place for ``steps`` steps at a constant LR (NetAdapt's short-term fine-tune)."""
+def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int, *, device_lock: str | None = None) -> float:
+    """Train ``net`` in place for ``steps`` steps at a constant LR (NetAdapt's short-term fine-tune).
+
+    ``device_lock`` names a device to hold shared around every step (see :class:`Trainer`).
+    """
     constant = config.replace(schedule="constant", warmup_epochs=0.0, epochs=1)
     per_epoch = data.steps_per_epoch(config.batch_size)
-    trainer = Trainer(net, constant, max(steps, 1))
+    trainer = Trainer(net, constant, max(steps, 1), device_lock=device_lock)
     done = 0
     losses = []
     for epoch in range(max(1, math.ceil(steps / max(1, per_epoch)))):  # bounded: enough epochs for ``steps``

@@ -258,14 +258,12 @@ class NetAdapt:
 
         from nas.builder import build_network
         from nas.checkpoint import load_weights
-        from nas.devicelock import device_lock
         from nas.train import evaluate
 
         ms.set_context(mode=ms.GRAPH_MODE)
-        with device_lock(self.config.device, exclusive=False):
-            net = build_network(spec)
-            load_weights(net, ckpt)
-            return evaluate(net, data.held_out(self.config.fine_tune().eval_batch)).top1
+        net = build_network(spec)
+        load_weights(net, ckpt)
+        return evaluate(net, data.held_out(self.config.fine_tune().eval_batch), device_lock=self.config.device).top1
 
     def _loop(self, state: dict[str, Any], data: Any) -> NetAdaptResult:
         budget = state["budget_ms"]
@@ -430,27 +428,26 @@ class NetAdapt:
         from netadapt.worker import EpochShift
         from nas.builder import build_network
         from nas.checkpoint import load_weights, save_weights
-        from nas.devicelock import device_lock
         from nas.train import TrainConfig, Trainer, evaluate
 
         ms.set_context(mode=ms.GRAPH_MODE)
         config = self.config
-        with device_lock(config.device, exclusive=False):
-            ms.set_seed(config.seed)
-            net = build_network(spec)
-            load_weights(net, ckpt)
-            if config.long_term_epochs:
-                recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size,
-                                     lr=config.long_term_lr, base_batch=config.batch_size,
-                                     weight_decay=config.weight_decay, schedule="cosine", seed=config.seed)
-                trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size))
-                first = (config.max_iters + 1) * epochs_per_iteration(data, config.fine_tune())
-                shifted = EpochShift(data, first)
-                for log in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
-                    self.log(f"long-term fine-tune epoch {log.epoch}/{config.long_term_epochs}: loss {log.loss:.4f}")
-            held_out = evaluate(net, data.held_out(config.fine_tune().eval_batch)).top1
-            validation = evaluate(net, data.validation(config.fine_tune().eval_batch)).top1
-            save_weights(net, out_ckpt, spec)
+        device = config.device
+        ms.set_seed(config.seed)
+        net = build_network(spec)
+        load_weights(net, ckpt)
+        if config.long_term_epochs:  # the device lock is held shared per step
+            recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size,
+                                 lr=config.long_term_lr, base_batch=config.batch_size,
+                                 weight_decay=config.weight_decay, schedule="cosine", seed=config.seed)
+            trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size), device_lock=device)
+            first = (config.max_iters + 1) * epochs_per_iteration(data, config.fine_tune())
+            shifted = EpochShift(data, first)
+            for log in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
+                self.log(f"long-term fine-tune epoch {log.epoch}/{config.long_term_epochs}: loss {log.loss:.4f}")
+        held_out = evaluate(net, data.held_out(config.fine_tune().eval_batch), device_lock=device).top1
+        validation = evaluate(net, data.validation(config.fine_tune().eval_batch), device_lock=device).top1
+        save_weights(net, out_ckpt, spec)
         return held_out, validation
 
 

@@ -128,7 +128,6 @@ def evaluate_proposal(job: ProposalJob) -> ProposalOutcome:
 
     from netadapt.surgery import shrink_network
     from nas.checkpoint import read_checkpoint, save_weights
-    from nas.devicelock import device_lock
     from nas.spec import ArchSpec
     from nas.train import TrainingDiverged, configure_threads, evaluate, fine_tune
 
@@ -137,19 +136,18 @@ def evaluate_proposal(job: ProposalJob) -> ProposalOutcome:
     ms.set_context(mode=ms.GRAPH_MODE)
     parent, spec = ArchSpec.from_yaml(job.parent_spec), ArchSpec.from_yaml(job.spec)
     try:
-        with device_lock(job.device, exclusive=False):
-            data = open_cached(job.data)
-            ms.set_seed(job.seed)
-            np.random.seed(job.seed % 2**32)
-            weights = {name: value for name, value in read_checkpoint(job.parent_ckpt).items()
-                       if hasattr(value, "asnumpy")}
-            net = shrink_network(parent, weights, spec)
-            train_loss = float("nan")
-            if job.settings.steps:
-                train_loss = fine_tune(net, EpochShift(data, job.first_epoch), train_config(job.settings, job.seed),
-                                       job.settings.steps)
-            result = evaluate(net, data.held_out(job.settings.eval_batch))
-            save_weights(net, job.out_ckpt, spec)
+        data = open_cached(job.data)
+        ms.set_seed(job.seed)
+        np.random.seed(job.seed % 2**32)
+        weights = {name: value for name, value in read_checkpoint(job.parent_ckpt).items()
+                   if hasattr(value, "asnumpy")}
+        net = shrink_network(parent, weights, spec)
+        train_loss = float("nan")
+        if job.settings.steps:  # the device lock is held shared per step (a measurement waits one step)
+            train_loss = fine_tune(net, EpochShift(data, job.first_epoch), train_config(job.settings, job.seed),
+                                   job.settings.steps, device_lock=job.device)
+        result = evaluate(net, data.held_out(job.settings.eval_batch), device_lock=job.device)
+        save_weights(net, job.out_ckpt, spec)
     except TrainingDiverged as error:
         return ProposalOutcome(job.key, float("nan"), float("nan"), float("nan"), float("nan"),
                                time.perf_counter() - started, "", f"TrainingDiverged: {error}")
