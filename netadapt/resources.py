@@ -9,10 +9,11 @@ NetAdapt only needs two small protocols, so any table or backend plugs in:
   ``latency`` backend, e.g. ``MindSporeBackend``, which holds the device lock exclusively).
 
 **Anchored estimates.** The loop's current latency is *measured*; a proposal's latency is
-estimated as the measured latency of the current network plus the table's predicted change,
-``measured(current) + predict(proposal) - predict(current)``. A table that is off by a constant
-or a few percent then cannot make the loop stop short of, or run past, a budget that is checked
-against measurements.
+estimated as the measured latency of the current network scaled by the table's predicted
+relative change, ``measured(current) * predict(proposal) / predict(current)``. A table that is
+off by a factor (another load, another clock) then cannot make the loop stop short of, or run
+past, a budget that is checked against measurements, and each iteration removes the share of
+latency the schedule asks for.
 """
 from __future__ import annotations
 
@@ -59,21 +60,30 @@ class BackendMeter:
         result = self.backend.measure(spec)
         return Measurement(float(result.median_ms), float(result.p10_ms), float(result.p90_ms))
 
+    def measure_many(self, specs: list[ArchSpec]) -> list[Measurement]:
+        """Measure several specs back to back (one worker), for paired comparisons."""
+        return [Measurement(float(r.median_ms), float(r.p10_ms), float(r.p90_ms))
+                for r in self.backend.measure_many(list(specs))]
+
     def __repr__(self) -> str:
         return f"BackendMeter({self.backend!r})"
 
 
 class AnchoredEstimate:
-    """``estimate(spec) -> (predicted, estimated)`` anchored at the measured current network."""
+    """``estimate(spec) -> (predicted, estimated)`` anchored at the measured current network:
+    ``estimated = measured(current) * predicted / predicted(current)``."""
 
     def __init__(self, predictor: LatencyPredictor, current: ArchSpec, measured_ms: float) -> None:
         self.predictor = predictor
         self.current_predicted = float(predictor.predict(current))
+        if not self.current_predicted > 0:
+            raise ValueError(f"the predicted latency of the current network is {self.current_predicted!r} ms; "
+                             "a look-up table must predict a positive latency")
         self.measured_ms = measured_ms
 
     def __call__(self, spec: ArchSpec) -> tuple[float, float]:
         predicted = float(self.predictor.predict(spec))
-        return predicted, self.measured_ms + predicted - self.current_predicted
+        return predicted, self.measured_ms * predicted / self.current_predicted
 
 
 def mindspore_meter(device: str = "CPU", *, batch: int = 1, resolution: int | None = None,

@@ -36,7 +36,7 @@ from netadapt.channels import widths_text
 from netadapt.config import NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.history import History
-from netadapt.proposals import Proposal, propose, targets, valid_widths, width_of
+from netadapt.proposals import Proposal, propose, targets
 from netadapt.resources import AnchoredEstimate, LatencyMeter, LatencyPredictor, Measurement
 from netadapt.worker import ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
 from nas.data import DataConfig
@@ -44,6 +44,7 @@ from nas.errors import NasError
 from nas.spec import ArchSpec
 
 STATE = "state.json"
+RELAXATIONS = 8  # halvings of an iteration's reduction before the budget counts as unreachable
 FORMAT = "nas-netadapt"
 
 
@@ -74,12 +75,21 @@ class NetAdaptResult:
     final_top1: float
     spec_path: Path
     ckpt_path: Path
+    last_iteration_ms: float
+    speedup: float
+
+    @property
+    def budget_met(self) -> bool:
+        """Whether the last iteration's measured latency meets the budget (what stops the loop)."""
+        return self.last_iteration_ms <= self.budget_ms
 
     def describe(self) -> str:
-        met = "met" if self.final_measured_ms <= self.budget_ms else "NOT met"
+        met = "met" if self.budget_met else "NOT met"
         return (f"{self.status} after {self.iterations} iteration(s): latency {self.initial_ms:.3f} -> "
-                f"{self.final_measured_ms:.3f} ms measured ({self.final_predicted_ms:.3f} ms predicted), budget "
-                f"{self.budget_ms:.3f} ms {met}; held-out top1 {self.initial_top1:.4f} -> {self.final_top1:.4f}")
+                f"{self.final_measured_ms:.3f} ms measured ({self.final_predicted_ms:.3f} ms predicted; "
+                f"{self.speedup:.2f}x the seed measured beside it), budget {self.budget_ms:.3f} ms {met} by the last "
+                f"iteration's measurement ({self.last_iteration_ms:.3f} ms); held-out top1 {self.initial_top1:.4f} "
+                f"-> {self.final_top1:.4f}")
 
 
 def _digest(path: Path) -> str:
@@ -288,34 +298,32 @@ class NetAdapt:
 
     # ----- one iteration ------------------------------------------------------------------------------
 
-    def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec, state: dict[str, Any]) -> tuple[list[Proposal], float, bool]:
+    def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec,
+                   state: dict[str, Any]) -> tuple[list[Proposal], float, bool]:
+        """The proposals of an iteration: every target at the largest width whose estimate meets
+        the constraint. Where no target can remove the scheduled reduction on its own, the
+        reduction is halved (at most :data:`RELAXATIONS` times, marked ``relaxed``); where no
+        target can shrink the network at all, the budget is unreachable."""
         config = self.config
-        constraint = config.schedule_rule().constraint(iteration, state["initial_ms"], current.measured_ms,
-                                                       state["budget_ms"])
+        schedule = config.schedule_rule()
+        reduction = schedule.reduction(iteration, state["initial_ms"])
         estimate = AnchoredEstimate(self.predictor, spec, current.measured_ms)
-        meeting: list[Proposal] = []
-        lowest: list[Proposal] = []
-        for target in targets(spec, config.target_options()):
-            found, _ = propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)
-            if found is not None:
-                meeting.append(found)
-                continue
-            best: Proposal | None = None
-            for width, candidate in valid_widths(spec, target, config.step_multiple, config.min_width):
-                predicted, estimated = estimate(candidate)
-                if best is None or estimated < best.estimated_ms:
-                    best = Proposal(target, width_of(spec, target), width, candidate, predicted, estimated)
-            if best is not None and best.estimated_ms < current.measured_ms:
-                lowest.append(best)
-        if meeting:
-            return meeting, constraint, False
-        if lowest:
-            self.log(f"iteration {iteration}: no single proposal reaches {constraint:.3f} ms; taking each target's "
-                     "fastest width instead")
-            return lowest, constraint, True
+        chosen_targets = targets(spec, config.target_options())
+        for relaxation in range(RELAXATIONS + 1):
+            constraint = max(current.measured_ms - reduction / 2 ** relaxation, state["budget_ms"])
+            if constraint >= current.measured_ms:
+                break
+            found = [propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)[0]
+                     for target in chosen_targets]
+            proposals = [proposal for proposal in found if proposal is not None]
+            if proposals:
+                if relaxation:
+                    self.log(f"iteration {iteration}: no target removes {reduction:.3f} ms on its own; "
+                             f"constraint relaxed to {constraint:.3f} ms")
+                return proposals, constraint, relaxation > 0
         raise BudgetUnreachableError(
-            f"budget unreachable: no proposal can shrink the network below {current.measured_ms:.3f} ms (budget "
-            f"{state['budget_ms']:.3f} ms, step {config.step_multiple}); the last network is in "
+            f"budget unreachable: no proposal can shrink the network below {current.measured_ms:.3f} ms measured "
+            f"(budget {state['budget_ms']:.3f} ms, widths in steps of {config.step_multiple}); the last network is "
             f"{self.out / current.ckpt_path}")
 
     def _iteration(self, iteration: int, current: NetworkState, state: dict[str, Any], data: Any,
@@ -402,12 +410,19 @@ class NetAdapt:
             final_dir.mkdir(parents=True, exist_ok=True)
             top1, validation = self._long_term(spec, self.out / current.ckpt_path, data, final_dir / "model.ckpt")
             (final_dir / "spec.yaml").write_text(spec.to_yaml())
-            measured = self.meter.measure(spec)
+            # The seed and the result measured back to back: a paired speed-up, whatever the load.
+            seed_spec = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml")
+            if hasattr(self.meter, "measure_many"):
+                seed_measured, measured = self.meter.measure_many([seed_spec, spec])
+            else:
+                seed_measured, measured = self.meter.measure(seed_spec), self.meter.measure(spec)
             predicted = float(self.predictor.predict(spec)) if self.predictor is not None else math.nan
             final = {"iteration": current.iteration, "long_term_epochs": self.config.long_term_epochs,
                      "measured_ms": measured.median_ms, "measured_p10_ms": measured.p10_ms,
                      "measured_p90_ms": measured.p90_ms, "predicted_ms": predicted, "top1": top1,
-                     "validation_top1": validation, "arch_id": spec.arch_id, "widths": widths_text(spec)}
+                     "validation_top1": validation, "arch_id": spec.arch_id, "widths": widths_text(spec),
+                     "seed_remeasured_ms": seed_measured.median_ms,
+                     "speedup_measured": seed_measured.median_ms / measured.median_ms}
             state["final"] = final
             self._save_state(state)
         summary = {"status": state["status"], "iterations": current.iteration, "budget_ms": state["budget_ms"],
@@ -417,7 +432,8 @@ class NetAdapt:
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state["status"], current.iteration, state["budget_ms"], state["initial_ms"],
                                 final["measured_ms"], final["predicted_ms"], state["initial_top1"], final["top1"],
-                                final_dir / "spec.yaml", final_dir / "model.ckpt")
+                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.measured_ms,
+                                final["speedup_measured"])
         self.log(result.describe())
         return result
 

@@ -28,7 +28,7 @@ class FineTuneSettings:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    eval_batch: int = 256
+    eval_batch: int = 512  # one batch holds the whole digits held-out split: one compile
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_batch"):

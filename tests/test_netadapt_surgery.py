@@ -274,3 +274,29 @@ def test_a_growing_squeeze_width_gets_silent_units() -> None:
     before = _outputs(_net(spec, params), resolution=16)
     after = _outputs(shrink_network(spec, params, wider).set_train(False), resolution=16)
     assert np.abs(before - after).max() <= 1e-5 * max(1.0, np.abs(before).max())
+
+
+def test_surgery_on_an_imported_mindcv_checkpoint(tmp_path) -> None:
+    """A MindCV model brought in by ``nas import mindcv`` prunes like one of ours."""
+    import mindcv
+
+    from nas.checkpoint import read_checkpoint
+    from nas.interop import import_mindcv
+
+    ms.set_seed(0)
+    theirs = mindcv.create_model("mobilenet_v3_small_075", num_classes=10)
+    rng = np.random.RandomState(8)
+    for name, param in theirs.parameters_and_names():
+        if name.endswith(("moving_mean", "beta")):
+            param.set_data(ms.Tensor(rng.uniform(-0.3, 0.3, param.shape).astype(np.float32)))
+        elif name.endswith("moving_variance"):
+            param.set_data(ms.Tensor(rng.uniform(0.5, 2.0, param.shape).astype(np.float32)))
+    ms.save_checkpoint(theirs, str(tmp_path / "mindcv.ckpt"))
+    spec_path, ckpt_path = import_mindcv("mobilenet_v3_small_075", tmp_path / "mindcv.ckpt", tmp_path / "imported")
+    spec = ArchSpec.from_yaml(spec_path).replace(resolution=32)
+    params = {name: value.asnumpy() for name, value in read_checkpoint(ckpt_path).items() if hasattr(value, "asnumpy")}
+    new = _shrink_everything(spec)
+    _silence_removed(spec, new, params, seed=9)
+    before = _outputs(_net(spec, params))
+    after = _outputs(shrink_network(spec, params, new).set_train(False))
+    assert np.abs(before - after).max() <= 1e-5 * max(1.0, np.abs(before).max())

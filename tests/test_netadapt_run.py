@@ -1,0 +1,236 @@
+"""NetAdapt end to end: a short run on a trained model meets its budget by *measured* latency,
+writes its history, resumes after the last finished iteration, and reports bad input clearly.
+
+Latency is real: a look-up table built here with ``latency.MindSporeBackend`` for the few
+pieces needed (groups and head at 32 px), and every chosen network measured by the backend.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from netadapt.history import COLUMNS, read_history
+from netadapt.proposals import TargetOptions, propose, targets, valid_widths
+from netadapt.resources import AnchoredEstimate
+from nas.cli import main
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
+from search_spaces import references
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOLUTION = 32
+GROUPS_AND_HEAD = TargetOptions(expand=False)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("netadapt")
+
+
+@pytest.fixture(scope="module")
+def seed_model(workdir: Path) -> tuple[Path, Path]:
+    """MobileNetV3-Small at 0.5 width trained briefly on digits at 32 px (same held-out split)."""
+    from nas.fulltrain import run_training
+    from nas.recipe import DataOptions, Recipe, SystemOptions
+    from nas.train import TrainConfig
+
+    spec = references.get("mobilenet_v3_small", 0.5).replace(num_classes=10, resolution=RESOLUTION,
+                                                             name="v3_small_050")
+    recipe = Recipe(train=TrainConfig(epochs=3, batch_size=32, base_batch=32, lr=0.05, warmup_epochs=0.3),
+                    data=DataOptions(resolution=RESOLUTION, augment=False, held_out=0.2, workers=1),
+                    system=SystemOptions(keep_checkpoints=1))
+    out = workdir / "seed"
+    outcome = run_training(spec, recipe, "digits", out, log=lambda line: None)
+    assert outcome.top1 > 0.5  # it learned something: pruning has accuracy to lose
+    return out / "spec.yaml", out / "model.ckpt"
+
+
+@pytest.fixture(scope="module")
+def lut_dir(workdir: Path, seed_model) -> Path:
+    """A real look-up table for the groups and the head of the seed, built by measuring."""
+    from latency.mindspore_backend import MindSporeBackend
+    from netadapt.resources import build_netadapt_lut
+
+    spec = ArchSpec.from_yaml(seed_model[0])
+    backend = MindSporeBackend("CPU", resolution=RESOLUTION, max_repeats=40)
+    build_netadapt_lut(workdir / "lut", spec, backend, step=8, options=GROUPS_AND_HEAD, grid_step=8, calibration=2,
+                       log=lambda line: None)
+    return workdir / "lut"
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _common(seed_model, lut_dir: Path) -> list:
+    spec, ckpt = seed_model
+    return ["netadapt", "--spec", spec, "--ckpt", ckpt, "--data", "digits", "--lut", lut_dir,
+            "--resolution", RESOLUTION, "--batch-size", 32, "--short-term-steps", 4]
+
+
+@pytest.mark.slow
+def test_the_largest_width_that_meets_the_constraint_is_proposed(seed_model, lut_dir: Path) -> None:
+    from latency.lut import LatencyLUT
+
+    spec = ArchSpec.from_yaml(seed_model[0])
+    lut = LatencyLUT(lut_dir)
+    estimate = AnchoredEstimate(lut, spec, measured_ms=10.0)
+    for target in targets(spec, GROUPS_AND_HEAD):
+        widths = list(valid_widths(spec, target, 8))
+        if len(widths) < 2:
+            continue
+        constraint = estimate(widths[len(widths) // 2][1])[1]
+        proposal, _ = propose(spec, target, constraint, estimate, 8)
+        assert proposal is not None and proposal.estimated_ms <= constraint
+        larger = [candidate for width, candidate in widths if width > proposal.width]
+        assert all(estimate(candidate)[1] > constraint for candidate in larger)
+
+
+@pytest.mark.slow
+def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
+    out = workdir / "run_ray"
+    code, printed, errors = _cli(_common(seed_model, lut_dir) + [
+        "--budget-ratio", 0.9, "--schedule", "fixed", "--fixed-ratio", 0.1, "--targets", "group,head",
+        "--max-iters", 4, "--long-term-epochs", 1, "--workers", 2, "-o", out], capsys)
+    assert code == 0, errors
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budget_met_by_measurement"] is True
+    assert summary["last_iteration_measured_ms"] <= summary["budget_ms"]
+    assert summary["budget_ms"] == pytest.approx(0.9 * summary["initial_ms"])
+    final = summary["final"]
+    assert final["measured_ms"] > 0 and final["predicted_ms"] > 0  # both reported
+    assert "measured" in printed and "predicted" in printed
+    history = read_history(out / "history.parquet")
+    assert list(history.columns) == list(COLUMNS)
+    assert pd.read_csv(out / "history.csv")["iteration"].max() == summary["iterations"] >= 1
+    for iteration, rows in history[history["iteration"] > 0].groupby("iteration"):
+        assert rows["chosen"].sum() == 1
+        assert rows["predicted_ms"].notna().all() and rows["widths"].str.len().gt(0).all()
+        assert (rows["estimated_ms"] <= rows["constraint_ms"] + 1e-9).all()
+        assert rows.loc[rows["chosen"], "measured_ms"].notna().all()
+    # The result is a loadable network of its spec, narrower than the seed.
+    from nas.builder import build_network
+    from nas.checkpoint import load_weights
+
+    final_spec = ArchSpec.from_yaml(out / "final" / "spec.yaml")
+    load_weights(build_network(final_spec), out / "final" / "model.ckpt")
+    assert final_spec.arch_id != ArchSpec.from_yaml(out / "seed" / "spec.yaml").arch_id
+
+
+def _run_subprocess(args: list, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GLOG_v="3")
+    handle = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", *[str(a) for a in args]], cwd=str(ROOT), env=env,
+                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_resume_after_finished_and_interrupted_iterations(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
+    out = workdir / "run_resume"
+    args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.2, "--schedule", "fixed", "--fixed-ratio", 0.02,
+                                           "--targets", "head", "--long-term-epochs", 0, "--workers", 1, "-o", out]
+    code, _, errors = _cli(args + ["--max-iters", 1], capsys)
+    assert code == 0, errors
+    first = read_history(out)
+    assert first["iteration"].max() == 1
+    model_time = (out / "iterations" / "0001" / "model.ckpt").stat().st_mtime_ns
+    # Without --resume an existing run is refused.
+    code, _, errors = _cli(args + ["--max-iters", 2], capsys)
+    assert code == 2 and "--resume" in errors
+    # Interrupt iteration 2 once one proposal is fine-tuned, then resume it.
+    process = _run_subprocess(args + ["--max-iters", 2, "--resume"], workdir / "killed.log")
+    pending = out / "iterations" / "0002" / "proposals"
+    deadline = time.monotonic() + 600
+    while not list(pending.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert list(pending.glob("*.json")), (workdir / "killed.log").read_text()[-2000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    state = json.loads((out / "state.json").read_text())
+    assert state["current"]["iteration"] == 1
+    code, printed, errors = _cli(args + ["--max-iters", 2, "--resume"], capsys)
+    assert code == 0, errors
+    assert "resuming" in printed and "after iteration 1" in printed
+    assert "reusing" in printed and "fine-tuned before the interruption" in printed
+    history = read_history(out)
+    assert history["iteration"].max() == 2
+    pd.testing.assert_frame_equal(history[history["iteration"] <= 1].reset_index(drop=True),
+                                  first.reset_index(drop=True))
+    assert (out / "iterations" / "0001" / "model.ckpt").stat().st_mtime_ns == model_time  # not redone
+
+
+@pytest.mark.slow
+def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
+    # A budget the network already meets.
+    code, _, errors = _cli(_common(seed_model, lut_dir) + ["--budget-ms", 1e6, "-o", workdir / "nothing"], capsys)
+    assert code == 2 and "nothing to do" in errors and len(errors.strip().splitlines()) == 1
+    # A checkpoint of another network.
+    other = workdir / "other.yaml"
+    other.write_text(references.get("mobilenet_v3_small", 0.75).replace(num_classes=10).to_yaml())
+    args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.5, "-o", workdir / "mismatch"]
+    args[args.index("--spec") + 1] = other
+    code, _, errors = _cli(args, capsys)
+    assert code == 2 and "does not match the spec" in errors
+    # A look-up table that covers nothing of this network.
+    from latency.lut import LatencyLUT
+    from latency.mindspore_backend import MindSporeBackend
+
+    empty = workdir / "empty_lut"
+    LatencyLUT(empty, MindSporeBackend("CPU", resolution=RESOLUTION).stamp(resolution=RESOLUTION))
+    args = _common(seed_model, empty) + ["--budget-ratio", 0.5, "-o", workdir / "miss"]
+    code, _, errors = _cli(args, capsys)
+    assert code == 2 and "look-up table miss" in errors
+    # Both budgets.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["netadapt", "--ckpt", "x", "--data", "digits", "--budget-ms", "1", "--budget-ratio", "0.5", "-o", "y"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_unreachable_budget_is_a_named_error(workdir: Path, capsys) -> None:
+    """A network already at the smallest widths: no proposal can shrink it, whatever the budget."""
+    from latency.lut import LatencyLUT, build_lut
+    from latency.mindspore_backend import MindSporeBackend
+    from latency.pieces import unique_pieces
+    from nas.builder import build_network
+    from nas.checkpoint import save_weights
+
+    spec = ArchSpec(stem=StemSpec(8), blocks=(BlockSpec("mbconv", 8, stride=2, expand=(16,)),),
+                    head=HeadSpec("mnasnet", 8), num_classes=10, resolution=RESOLUTION, name="tiny")
+    ckpt = save_weights(build_network(spec, seed=0), workdir / "tiny" / "model.ckpt", spec)
+    backend = MindSporeBackend("CPU", resolution=RESOLUTION, max_repeats=20)
+    lut = LatencyLUT(workdir / "tiny_lut", backend.stamp(resolution=RESOLUTION))
+    build_lut(lut, backend, unique_pieces([spec], RESOLUTION))
+    code, _, errors = _cli(["netadapt", "--ckpt", ckpt, "--data", "digits", "--lut", workdir / "tiny_lut",
+                            "--budget-ratio", 0.5, "--workers", 1, "-o", workdir / "tiny_run"], capsys)
+    assert code == 2 and "budget unreachable" in errors and len(errors.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_trajectory_plot_reads_the_history(workdir: Path, seed_model, lut_dir, capsys) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from netadapt.plotting import plot_trajectory, save_trajectory
+
+    run = workdir / "run_ray"
+    if not (run / "history.csv").exists():
+        pytest.skip("needs the Ray run above")
+    figure, ax = plt.subplots()
+    line = plot_trajectory(ax, run, label="v3-small")
+    chosen = read_history(run).query("chosen")
+    assert np.allclose(line.get_xdata(), chosen["measured_ms"]) and np.allclose(line.get_ydata(), chosen["top1"])
+    plt.close(figure)
+    assert save_trajectory(run / "history.parquet", workdir / "trajectory.png").stat().st_size > 1000
