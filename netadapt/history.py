@@ -3,7 +3,8 @@
 Row 0 is the seed network (``iteration`` 0, ``target`` ``seed``). Every later iteration has one
 row per proposal: its target, widths, predicted and estimated latency, the constraint, the
 held-out accuracy after the short-term fine-tune, and, on the chosen row, the measured latency
-of the chosen network. Both files are rewritten whole (atomically) after every finished
+of the chosen network: ``measured_ms`` (raw), ``seed_measured_ms`` (the seed measured beside it)
+and ``latency_ms`` (the loop's latency, ``L0 * measured / seed``; see :mod:`netadapt.run`). Both files are rewritten whole (atomically) after every finished
 iteration, so they always describe finished iterations only.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Iterable
 
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
            "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "status",
-           "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "iteration_s")
+           "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "seed_measured_ms", "latency_ms",
+           "iteration_s")
 CSV_NAME = "history.csv"
 PARQUET_NAME = "history.parquet"
 
@@ -103,5 +105,5 @@ def trajectory(frame: Any) -> Any:
     """The chosen network of every iteration (the seed first): iteration, target, measured and
     predicted latency, held-out accuracy."""
     chosen = frame[frame["chosen"]].sort_values("iteration")
-    return chosen[["iteration", "target", "width_before", "width", "measured_ms", "predicted_ms", "estimated_ms",
-                   "top1", "widths"]].reset_index(drop=True)
+    return chosen[["iteration", "target", "width_before", "width", "latency_ms", "measured_ms", "predicted_ms",
+                   "estimated_ms", "top1", "widths"]].reset_index(drop=True)

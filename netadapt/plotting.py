@@ -26,17 +26,18 @@ def _frame(history: Any) -> tuple[Any, dict[str, Any] | None]:
 
 def plot_trajectory(ax: Any, history: Any, *, label: str | None = None, color: str | None = None,
                     proposals: bool = True, annotate: bool = True) -> Any:
-    """Draw the run on ``ax``: the chosen network of every iteration (measured latency against
-    held-out top-1, joined in order, numbered), optionally every proposal (estimated latency,
+    """Draw the run on ``ax``: the chosen network of every iteration (measured latency, the
+    history's ``latency_ms``, against held-out top-1, joined in order, numbered), optionally every proposal (estimated latency,
     faint), and the final network after the long-term fine-tune (a star) when the run directory
     has a ``summary.json``. ``history`` is a run directory, a history file or a DataFrame.
     Returns the line of the trajectory."""
     frame, summary = _frame(history)
-    chosen = frame[frame["chosen"]].sort_values("iteration")
+    chosen = frame[frame["chosen"]].sort_values("iteration").copy()
+    chosen["latency"] = chosen["latency_ms"].fillna(chosen["measured_ms"])
     if chosen.empty:
         raise ValueError("the NetAdapt history has no chosen networks to draw")
     name = label or "NetAdapt"
-    (line,) = ax.plot(chosen["measured_ms"], chosen["top1"], marker="o", markersize=4, linewidth=1.5,
+    (line,) = ax.plot(chosen["latency"], chosen["top1"], marker="o", markersize=4, linewidth=1.5,
                       color=color, label=f"{name} (chosen, measured)")
     tint = line.get_color()
     if proposals:
@@ -46,12 +47,12 @@ def plot_trajectory(ax: Any, history: Any, *, label: str | None = None, color: s
                        label=f"{name} proposals (estimated)")
     if annotate:
         for _, row in chosen.iterrows():
-            if math.isfinite(row["measured_ms"]) and math.isfinite(row["top1"]):
-                ax.annotate(str(int(row["iteration"])), (row["measured_ms"], row["top1"]), textcoords="offset points",
+            if math.isfinite(row["latency"]) and math.isfinite(row["top1"]):
+                ax.annotate(str(int(row["iteration"])), (row["latency"], row["top1"]), textcoords="offset points",
                             xytext=(3, 3), fontsize=7, color=tint)
     final = (summary or {}).get("final")
-    if final and math.isfinite(final.get("measured_ms", math.nan)) and math.isfinite(final.get("top1", math.nan)):
-        ax.scatter([final["measured_ms"]], [final["top1"]], marker="*", s=120, color=tint, zorder=5,
+    if final and math.isfinite(final.get("latency_ms", math.nan)) and math.isfinite(final.get("top1", math.nan)):
+        ax.scatter([final["latency_ms"]], [final["top1"]], marker="*", s=120, color=tint, zorder=5,
                    label=f"{name} after long-term fine-tune")
     budget = (summary or {}).get("budget_ms")
     if budget:

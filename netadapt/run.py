@@ -15,6 +15,13 @@ Output directory::
 
 A run killed mid-iteration resumes (``resume=True``) from the last finished iteration; proposals
 of the unfinished one that were already fine-tuned are reused, not retrained.
+
+**Latency the loop goes by.** The seed is measured once at the start (``L0``). Every chosen network
+is then measured back to back with the seed, in one worker, and its latency is taken as
+``L0 * chosen / seed`` (``latency_ms`` in the history; the raw measurements are kept beside it):
+a change of load or clock between iterations cancels out, and a budget ratio means "this fraction
+of the seed's time, measured side by side". The loop stops when that measured latency meets the
+budget.
 """
 from __future__ import annotations
 
@@ -55,7 +62,9 @@ class NetworkState:
     iteration: int
     spec_path: str
     ckpt_path: str
+    latency_ms: float  # L0 * measured / seed measured beside it (see the module docstring)
     measured_ms: float
+    seed_measured_ms: float
     p10_ms: float
     p90_ms: float
     predicted_ms: float
@@ -249,12 +258,13 @@ class NetAdapt:
         top1 = self._evaluate(spec, seed_ckpt, data)
         (self.out / "config.yaml").write_text(yaml.safe_dump({"netadapt": self.config.to_dict(), "inputs": inputs},
                                                              sort_keys=False))
-        current = NetworkState(0, "seed/spec.yaml", "seed/model.ckpt", initial.median_ms, initial.p10_ms,
-                               initial.p90_ms, predicted, top1)
+        current = NetworkState(0, "seed/spec.yaml", "seed/model.ckpt", initial.median_ms, initial.median_ms,
+                               initial.median_ms, initial.p10_ms, initial.p90_ms, predicted, top1)
         self.history.add([{"iteration": 0, "target": "seed", "kind": "seed", "widths": widths_text(spec),
                            "arch_id": spec.arch_id, "predicted_ms": predicted, "estimated_ms": initial.median_ms,
                            "top1": top1, "status": "ok", "chosen": True, "measured_ms": initial.median_ms,
-                           "measured_p10_ms": initial.p10_ms, "measured_p90_ms": initial.p90_ms}])
+                           "measured_p10_ms": initial.p10_ms, "measured_p90_ms": initial.p90_ms,
+                           "seed_measured_ms": initial.median_ms, "latency_ms": initial.median_ms}])
         self.history.save()
         state = {"format": FORMAT, "version": 1, "initial_ms": initial.median_ms, "budget_ms": budget,
                  "initial_top1": top1, "status": "pruning", "current": dataclasses.asdict(current), "final": None}
@@ -262,6 +272,15 @@ class NetAdapt:
         self.log(f"seed {spec.name}: {initial.median_ms:.3f} ms measured ({predicted:.3f} ms predicted), held-out "
                  f"top1 {top1:.4f}; budget {budget:.3f} ms")
         return state
+
+    def _measure_beside_seed(self, spec: ArchSpec, initial_ms: float) -> tuple[float, Measurement, float]:
+        """``(latency, measurement, seed measurement)``: ``spec`` measured back to back with the seed."""
+        seed_spec = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml")
+        if hasattr(self.meter, "measure_many"):
+            seed_now, measured = self.meter.measure_many([seed_spec, spec])
+            return initial_ms * measured.median_ms / seed_now.median_ms, measured, seed_now.median_ms
+        measured = self.meter.measure(spec)
+        return measured.median_ms, measured, math.nan
 
     def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Any) -> float:
         import mindspore as ms
@@ -280,7 +299,7 @@ class NetAdapt:
         current = NetworkState(**state["current"])
         run, close = (None, None)
         try:
-            while current.measured_ms > budget and current.iteration < self.config.max_iters:
+            while current.latency_ms > budget and current.iteration < self.config.max_iters:
                 if run is None:
                     run, close = make_runner(self.config.workers, self.ray_address)
                 current = self._iteration(current.iteration + 1, current, state, data, run)
@@ -289,10 +308,10 @@ class NetAdapt:
         finally:
             if close is not None:
                 close()
-        state["status"] = "budget_met" if current.measured_ms <= budget else "max_iters"
-        if current.measured_ms > budget:
+        state["status"] = "budget_met" if current.latency_ms <= budget else "max_iters"
+        if current.latency_ms > budget:
             self.log(f"budget {budget:.3f} ms not met after {current.iteration} iteration(s) "
-                     f"({current.measured_ms:.3f} ms measured); raise --max-iters and --resume to continue")
+                     f"({current.latency_ms:.3f} ms measured); raise --max-iters and --resume to continue")
         self._save_state(state)
         return self._finish(state, current, data)
 
@@ -307,11 +326,11 @@ class NetAdapt:
         config = self.config
         schedule = config.schedule_rule()
         reduction = schedule.reduction(iteration, state["initial_ms"])
-        estimate = AnchoredEstimate(self.predictor, spec, current.measured_ms)
+        estimate = AnchoredEstimate(self.predictor, spec, current.latency_ms)
         chosen_targets = targets(spec, config.target_options())
         for relaxation in range(RELAXATIONS + 1):
-            constraint = max(current.measured_ms - reduction / 2 ** relaxation, state["budget_ms"])
-            if constraint >= current.measured_ms:
+            constraint = max(current.latency_ms - reduction / 2 ** relaxation, state["budget_ms"])
+            if constraint >= current.latency_ms:
                 break
             found = [propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)[0]
                      for target in chosen_targets]
@@ -322,7 +341,7 @@ class NetAdapt:
                              f"constraint relaxed to {constraint:.3f} ms")
                 return proposals, constraint, relaxation > 0
         raise BudgetUnreachableError(
-            f"budget unreachable: no proposal can shrink the network below {current.measured_ms:.3f} ms measured "
+            f"budget unreachable: no proposal can shrink the network below {current.latency_ms:.3f} ms measured "
             f"(budget {state['budget_ms']:.3f} ms, widths in steps of {config.step_multiple}); the last network is "
             f"{self.out / current.ckpt_path}")
 
@@ -370,8 +389,8 @@ class NetAdapt:
         if not usable:
             raise NasError(f"iteration {iteration}: every proposal failed; first: {ordered[0][1].error}")
         candidates = [Candidate(p.key, o.top1, p.estimated_ms) for p, o in usable]
-        chosen, outcome = usable[select(candidates, current.top1, current.measured_ms, self.config.selection)]
-        measured = self.meter.measure(chosen.spec)
+        chosen, outcome = usable[select(candidates, current.top1, current.latency_ms, self.config.selection)]
+        latency, measured, seed_measured = self._measure_beside_seed(chosen.spec, state["initial_ms"])
         (folder / "spec.yaml").write_text(chosen.spec.to_yaml())
         shutil.copyfile(outcome.ckpt, folder / "model.ckpt")
         rows = []
@@ -386,18 +405,19 @@ class NetAdapt:
                    "chosen": proposal is chosen}
             if proposal is chosen:
                 row.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
-                           measured_p90_ms=measured.p90_ms, iteration_s=time.perf_counter() - started)
+                           measured_p90_ms=measured.p90_ms, seed_measured_ms=seed_measured, latency_ms=latency,
+                           iteration_s=time.perf_counter() - started)
             rows.append(row)
         self.history.add(rows)
         self.history.save()
         shutil.rmtree(pending_dir, ignore_errors=True)
         self.log(f"iteration {iteration}: constraint {constraint:.3f} ms, {len(proposals)} proposals; chose "
                  f"{chosen.key} {chosen.width_before} -> {chosen.width}: top1 {outcome.top1:.4f}, "
-                 f"{chosen.estimated_ms:.3f} ms estimated, {measured.median_ms:.3f} ms measured "
+                 f"{chosen.estimated_ms:.3f} ms estimated, {latency:.3f} ms measured "
                  f"({time.perf_counter() - started:.0f} s)")
         return NetworkState(iteration, str(Path("iterations") / f"{iteration:04d}" / "spec.yaml"),
-                            str(Path("iterations") / f"{iteration:04d}" / "model.ckpt"), measured.median_ms,
-                            measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1)
+                            str(Path("iterations") / f"{iteration:04d}" / "model.ckpt"), latency, measured.median_ms,
+                            seed_measured, measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1)
 
     # ----- the end ------------------------------------------------------------------------------------
 
@@ -411,60 +431,62 @@ class NetAdapt:
             top1, validation = self._long_term(spec, self.out / current.ckpt_path, data, final_dir / "model.ckpt")
             (final_dir / "spec.yaml").write_text(spec.to_yaml())
             # The seed and the result measured back to back: a paired speed-up, whatever the load.
-            seed_spec = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml")
-            if hasattr(self.meter, "measure_many"):
-                seed_measured, measured = self.meter.measure_many([seed_spec, spec])
-            else:
-                seed_measured, measured = self.meter.measure(seed_spec), self.meter.measure(spec)
+            latency, measured, seed_measured = self._measure_beside_seed(spec, state["initial_ms"])
             predicted = float(self.predictor.predict(spec)) if self.predictor is not None else math.nan
             final = {"iteration": current.iteration, "long_term_epochs": self.config.long_term_epochs,
                      "measured_ms": measured.median_ms, "measured_p10_ms": measured.p10_ms,
                      "measured_p90_ms": measured.p90_ms, "predicted_ms": predicted, "top1": top1,
                      "validation_top1": validation, "arch_id": spec.arch_id, "widths": widths_text(spec),
-                     "seed_remeasured_ms": seed_measured.median_ms,
-                     "speedup_measured": seed_measured.median_ms / measured.median_ms}
+                     "seed_measured_ms": seed_measured, "latency_ms": latency,
+                     "speedup_measured": state["initial_ms"] / latency}
             state["final"] = final
             self._save_state(state)
         summary = {"status": state["status"], "iterations": current.iteration, "budget_ms": state["budget_ms"],
                    "initial_ms": state["initial_ms"], "initial_top1": state["initial_top1"],
-                   "last_iteration_measured_ms": current.measured_ms, "final": final,
-                   "budget_met_by_measurement": current.measured_ms <= state["budget_ms"]}
+                   "last_iteration_latency_ms": current.latency_ms, "final": final,
+                   "budget_met_by_measurement": current.latency_ms <= state["budget_ms"]}
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state["status"], current.iteration, state["budget_ms"], state["initial_ms"],
-                                final["measured_ms"], final["predicted_ms"], state["initial_top1"], final["top1"],
-                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.measured_ms,
+                                final["latency_ms"], final["predicted_ms"], state["initial_top1"], final["top1"],
+                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_ms,
                                 final["speedup_measured"])
         self.log(result.describe())
         return result
 
     def _long_term(self, spec: ArchSpec, ckpt: Path, data: Any, out_ckpt: Path) -> tuple[float, float]:
-        """Long-term fine-tune (cosine LR); returns held-out and validation top-1."""
-        import mindspore as ms
+        first = (self.config.max_iters + 1) * epochs_per_iteration(data, self.config.fine_tune())
+        return long_term_fine_tune(spec, ckpt, data, self.config, out_ckpt, first_epoch=first, log=self.log)
 
-        from netadapt.worker import EpochShift
-        from nas.builder import build_network
-        from nas.checkpoint import load_weights, save_weights
-        from nas.train import TrainConfig, Trainer, evaluate
 
-        ms.set_context(mode=ms.GRAPH_MODE)
-        config = self.config
-        device = config.device
-        ms.set_seed(config.seed)
-        net = build_network(spec)
-        load_weights(net, ckpt)
-        if config.long_term_epochs:  # the device lock is held shared per step
-            recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size,
-                                 lr=config.long_term_lr, base_batch=config.batch_size,
-                                 weight_decay=config.weight_decay, schedule="cosine", seed=config.seed)
-            trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size), device_lock=device)
-            first = (config.max_iters + 1) * epochs_per_iteration(data, config.fine_tune())
-            shifted = EpochShift(data, first)
-            for log in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
-                self.log(f"long-term fine-tune epoch {log.epoch}/{config.long_term_epochs}: loss {log.loss:.4f}")
-        held_out = evaluate(net, data.held_out(config.fine_tune().eval_batch), device_lock=device).top1
-        validation = evaluate(net, data.validation(config.fine_tune().eval_batch), device_lock=device).top1
-        save_weights(net, out_ckpt, spec)
-        return held_out, validation
+def long_term_fine_tune(spec: ArchSpec, ckpt: str | Path, data: Any, config: NetAdaptConfig, out_ckpt: str | Path, *,
+                        first_epoch: int = 0, log: Callable[[str], None] = print) -> tuple[float, float]:
+    """Fine-tune ``ckpt`` for ``config.long_term_epochs`` (cosine LR from ``long_term_lr``), save it
+    to ``out_ckpt``; return held-out and validation top-1. The device lock is held shared per step."""
+    import mindspore as ms
+
+    from netadapt.worker import EpochShift
+    from nas.builder import build_network
+    from nas.checkpoint import load_weights, save_weights
+    from nas.train import TrainConfig, Trainer, evaluate
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    device = config.device
+    eval_batch = config.fine_tune().eval_batch
+    ms.set_seed(config.seed)
+    net = build_network(spec)
+    load_weights(net, ckpt)
+    if config.long_term_epochs:
+        recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size, lr=config.long_term_lr,
+                             base_batch=config.batch_size, weight_decay=config.weight_decay, schedule="cosine",
+                             seed=config.seed)
+        trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size), device_lock=device)
+        shifted = EpochShift(data, first_epoch)
+        for entry in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
+            log(f"long-term fine-tune epoch {entry.epoch}/{config.long_term_epochs}: loss {entry.loss:.4f}")
+    held_out = evaluate(net, data.held_out(eval_batch), device_lock=device).top1
+    validation = evaluate(net, data.validation(eval_batch), device_lock=device).top1
+    save_weights(net, out_ckpt, spec)
+    return held_out, validation
 
 
 class _LUTPredictor:
@@ -487,4 +509,4 @@ def run_netadapt(spec: ArchSpec, ckpt: str | Path, data_source: str, out_dir: st
     return runner.run(spec, ckpt, data_source, resume=resume)
 
 
-__all__ = ["NetAdapt", "NetAdaptResult", "NetworkState", "run_netadapt", "Measurement"]
+__all__ = ["NetAdapt", "NetAdaptResult", "NetworkState", "run_netadapt", "long_term_fine_tune", "Measurement"]

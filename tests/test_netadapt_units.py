@@ -129,3 +129,10 @@ def test_trajectory_is_drawn_on_given_axes(tmp_path) -> None:
     line = plot_trajectory(ax, tmp_path, label="run")
     assert np.allclose(line.get_xdata(), [10, 9, 8, 7]) and ax.get_xlabel() == "latency (ms)"
     plt.close(figure)
+
+
+def test_the_shipped_demo_settings_load() -> None:
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parent.parent / "experiments" / "netadapt" / "demo.yaml")
+    assert config.budget_ratio == 0.6 and config.selection == "slope"

@@ -1,0 +1,272 @@
+"""NetAdapt benchmark: pruned networks against width multipliers, by measured latency.
+
+1. Train a MobileNetV3-Small-style seed (``--width``) on digits for ``--seed-epochs``.
+2. Build one look-up table for it (real measurements, ``latency.MindSporeBackend``).
+3. Run NetAdapt once down to the smallest budget; the networks for the larger budgets are the
+   first iterations whose *measured* latency meets them (a run with that budget follows the same
+   path, except that its last step would stop at the budget).
+4. Give each of them the same long-term fine-tune (``--long-term-epochs``).
+5. Train width-multiplier baselines (``--baseline-widths``, relative to the seed's width, plus
+   the seed's own width) from scratch for the same total epochs (seed + long-term).
+6. Measure every network back to back in one worker (paired, under the same load), and report
+   both curves (latency against held-out top-1), the latency ratio at equal accuracy
+   (baseline latency interpolated at each NetAdapt network's accuracy, over NetAdapt's latency:
+   the paper's anchor is up to 1.7x), and the wall time per iteration.
+
+    python -m bench.netadapt                 # the full run (about 30 minutes on 2 quiet cores)
+    python -m bench.netadapt --smoke         # a few minutes: tiny settings, checks that it all runs
+
+Figures go to stdout, ``bench/results/netadapt.json`` and ``bench/results/netadapt.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, write_report
+
+SMOKE = {"width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95,0.9", "baseline_widths": "0.5",
+         "short_term_steps": 4, "targets": "group,head", "lut_grid_step": 8, "lut_calibration": 2,
+         "latency_resolution": 32, "max_iters": 3, "fixed_ratio": 0.05}
+
+
+def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple[Path, float, float]:
+    """Train from scratch; return the checkpoint, held-out top-1 and seconds."""
+    from nas.fulltrain import run_training
+    from nas.recipe import DataOptions, Recipe, SystemOptions
+    from nas.train import TrainConfig
+
+    recipe = Recipe(train=TrainConfig(epochs=epochs, batch_size=args.batch_size, base_batch=args.batch_size,
+                                      lr=args.lr, warmup_epochs=min(1.0, epochs / 4), seed=args.seed),
+                    data=DataOptions(resolution=args.resolution, augment=False, held_out=0.2, workers=1),
+                    system=SystemOptions(keep_checkpoints=1))
+    started = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    outcome = run_training(spec, recipe, args.data, out, log=lambda line: None)
+    return out / "model.ckpt", outcome.top1, time.perf_counter() - started
+
+
+def _latency_at_accuracy(curve: list[tuple[float, float]], accuracy: float) -> float | None:
+    """Latency of the (latency, accuracy) curve at ``accuracy``, linearly interpolated on the
+    curve's monotone envelope (the fastest latency reaching each accuracy); None outside it."""
+    points = sorted(curve)
+    envelope: list[tuple[float, float]] = []
+    for latency, acc in points:  # keep points that improve accuracy as latency grows
+        if not envelope or acc > envelope[-1][1]:
+            envelope.append((latency, acc))
+    if not envelope or accuracy < envelope[0][1] or accuracy > envelope[-1][1]:
+        return None
+    for (l0, a0), (l1, a1) in zip(envelope, envelope[1:]):
+        if a0 <= accuracy <= a1:
+            return l0 if a1 == a0 else l0 + (l1 - l0) * (accuracy - a0) / (a1 - a0)
+    return envelope[-1][0] if accuracy == envelope[-1][1] else envelope[0][0]
+
+
+def _plot(path: Path, run_dir: Path, netadapt_points: list[dict], baselines: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from netadapt.plotting import plot_trajectory
+
+    figure, ax = plt.subplots(figsize=(7, 5))
+    plot_trajectory(ax, run_dir, label="NetAdapt (short-term)", proposals=False)
+    ax.plot([p["measured_ms"] for p in netadapt_points], [p["top1"] for p in netadapt_points], "s-", color="C3",
+            label="NetAdapt + long-term fine-tune")
+    ordered = sorted(baselines, key=lambda b: b["measured_ms"])
+    ax.plot([b["measured_ms"] for b in ordered], [b["top1"] for b in ordered], "^--", color="C2",
+            label="width multipliers")
+    for b in ordered:
+        ax.annotate(f"x{b['width']:g}", (b["measured_ms"], b["top1"]), textcoords="offset points", xytext=(3, -9),
+                    fontsize=7, color="C2")
+    ax.set_title("NetAdapt against width multipliers (measured latency)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny settings (minutes) to check the pipeline")
+    parser.add_argument("--reference", default="mobilenet_v3_small")
+    parser.add_argument("--width", type=float, default=0.75, help="width of the seed network")
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--resolution", type=int, default=32, help="training resolution")
+    parser.add_argument("--latency-resolution", type=int, default=160,
+                        help="resolution latency is measured at (compute matters there, not only op overheads)")
+    parser.add_argument("--seed-epochs", type=int, default=10)
+    parser.add_argument("--long-term-epochs", type=int, default=3)
+    parser.add_argument("--budgets", default="0.75,0.5,0.35", help="fractions of the seed's measured latency")
+    parser.add_argument("--baseline-widths", default="0.35,0.5,0.65,0.8",
+                        help="width multipliers relative to the seed's width (the seed's own width is added)")
+    parser.add_argument("--short-term-steps", type=int, default=30)
+    parser.add_argument("--schedule", default="fixed", choices=["fixed", "decay"])
+    parser.add_argument("--fixed-ratio", type=float, default=0.06, help="reduction per iteration, fraction of L0")
+    parser.add_argument("--targets", default="expand,group,stem,head")
+    parser.add_argument("--max-iters", type=int, default=25)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--lut-grid-step", type=int, default=3)
+    parser.add_argument("--lut-calibration", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05, help="peak LR of from-scratch training")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default=str(RESULTS / "netadapt_work"), help="working directory (rewritten)")
+    args = parser.parse_args()
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+
+    import mindspore as ms
+
+    from netadapt.config import NetAdaptConfig
+    from netadapt.history import read_history
+    from netadapt.resources import BackendMeter, build_netadapt_lut
+    from netadapt.run import NetAdapt, _LUTPredictor, long_term_fine_tune
+    from latency.mindspore_backend import MindSporeBackend
+    from nas.data import DataConfig, open_data
+    from nas.spec import ArchSpec
+    from search_spaces import references
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    work = Path(args.work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    budgets = sorted((float(b) for b in args.budgets.split(",")), reverse=True)
+    factors = sorted({float(w) for w in args.baseline_widths.split(",")} | {1.0})
+    started_all = time.perf_counter()
+
+    def make(width: float, name: str) -> ArchSpec:
+        return references.get(args.reference, width).replace(num_classes=10, resolution=args.resolution, name=name)
+
+    seed_spec = make(args.width, f"{args.reference}_{args.width:g}")
+    print(f"seed {seed_spec.name}: training {args.seed_epochs} epochs at {args.resolution} px", flush=True)
+    seed_ckpt, seed_top1, seed_seconds = _train(seed_spec, args.seed_epochs, args, work / "seed")
+    print(f"  held-out top1 {seed_top1:.4f} ({seed_seconds:.0f} s)", flush=True)
+
+    config = NetAdaptConfig(budget_ratio=min(budgets), max_iters=args.max_iters, schedule=args.schedule,
+                            fixed_ratio=args.fixed_ratio, targets=tuple(args.targets.split(",")),
+                            short_term_steps=args.short_term_steps, batch_size=args.batch_size,
+                            long_term_epochs=args.long_term_epochs, resolution=args.resolution,
+                            latency_resolution=args.latency_resolution, workers=args.workers, seed=args.seed,
+                            lut_grid_step=args.lut_grid_step, lut_calibration=args.lut_calibration)
+    backend = MindSporeBackend("CPU", resolution=args.latency_resolution)
+    meter = BackendMeter(backend)
+    started = time.perf_counter()
+    lut = build_netadapt_lut(work / "lut", seed_spec, backend, step=config.step_multiple,
+                             options=config.target_options(), grid_step=config.lut_grid_step,
+                             calibration=config.lut_calibration, seed=args.seed)
+    lut_seconds = time.perf_counter() - started
+    print(f"look-up table: {len(lut)} entries ({lut_seconds:.0f} s)", flush=True)
+
+    run_dir = work / "run"
+    started = time.perf_counter()
+    # The loop's own end-of-run fine-tune is skipped: every budget's network gets one below.
+    runner = NetAdapt(config.replace(long_term_epochs=0), run_dir, predictor=_LUTPredictor(lut), meter=meter,
+                      log=lambda line: print(f"  {line}", flush=True))
+    try:
+        result = runner.run(seed_spec, seed_ckpt, args.data)
+        stop = result.status
+    except Exception as error:  # an unreachable budget still leaves the iterations before it
+        from netadapt.errors import BudgetUnreachableError
+
+        if not isinstance(error, BudgetUnreachableError):
+            raise
+        stop = f"unreachable: {error}"
+        print(f"  {stop}", flush=True)
+    netadapt_seconds = time.perf_counter() - started
+    history = read_history(run_dir)
+    chosen = history[history["chosen"]].sort_values("iteration")
+    initial_ms = float(chosen.iloc[0]["latency_ms"])
+    iteration_seconds = [float(s) for s in history.loc[history["chosen"] & (history["iteration"] > 0), "iteration_s"]]
+    finetune_seconds = [float(s) for s in history.loc[history["iteration"] > 0, "finetune_s"].dropna()]
+
+    # The network of every budget: the first iteration whose measured latency meets it.
+    data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
+    snapshots = []
+    for budget in budgets:
+        meeting = chosen[chosen["latency_ms"] <= budget * initial_ms]
+        if meeting.empty:
+            print(f"budget {budget:g}: not reached ({stop})", flush=True)
+            continue
+        row = meeting.iloc[0]
+        iteration = int(row["iteration"])
+        folder = run_dir / ("seed" if iteration == 0 else f"iterations/{iteration:04d}")
+        spec = ArchSpec.from_yaml(folder / "spec.yaml")
+        out_ckpt = work / "final" / f"budget_{budget:g}.ckpt"
+        top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt, log=lambda line: None)
+        snapshots.append({"budget": budget, "iteration": iteration, "spec": spec, "top1": top1,
+                          "short_term_top1": float(row["top1"]), "loop_latency_ms": float(row["latency_ms"]),
+                          "predicted_ms": float(row["predicted_ms"])})
+        print(f"budget {budget:g}: iteration {iteration}, top1 {float(row['top1']):.4f} -> {top1:.4f} after the "
+              "long-term fine-tune", flush=True)
+
+    baselines = []
+    for factor in factors:
+        width = round(args.width * factor, 4)
+        spec = make(width, f"{args.reference}_{width:g}")
+        _, top1, seconds = _train(spec, args.seed_epochs + args.long_term_epochs, args, work / f"baseline_{width:g}")
+        baselines.append({"width": width, "factor": factor, "spec": spec, "top1": top1, "train_s": seconds,
+                          "predicted_ms": float(lut.predict(spec)) if factor == 1.0 else None})
+        print(f"baseline x{width:g}: top1 {top1:.4f} ({seconds:.0f} s)", flush=True)
+
+    # Every network measured back to back in one worker: paired figures under the same load.
+    specs = [seed_spec] + [s["spec"] for s in snapshots] + [b["spec"] for b in baselines]
+    measured = [r.median_ms for r in backend.measure_many(specs)]
+    seed_ms = measured[0]
+    for item, ms_value in zip(snapshots + baselines, measured[1:]):
+        item["measured_ms"] = ms_value
+    baseline_curve = [(b["measured_ms"], b["top1"]) for b in baselines]
+    comparisons = []
+    for snap in snapshots:
+        reference_ms = _latency_at_accuracy(baseline_curve, snap["top1"])
+        ratio = reference_ms / snap["measured_ms"] if reference_ms is not None else None
+        comparisons.append({"budget": snap["budget"], "netadapt_ms": snap["measured_ms"], "top1": snap["top1"],
+                            "baseline_ms_at_equal_top1": reference_ms, "latency_ratio": ratio})
+
+    print("\nNetAdapt (after the long-term fine-tune), measured back to back with the seed:")
+    print(f"  seed: {seed_ms:.3f} ms, top1 {seed_top1:.4f} (trained {args.seed_epochs} epochs)")
+    for snap, comparison in zip(snapshots, comparisons):
+        ratio = comparison["latency_ratio"]
+        ratio_text = f"{ratio:.2f}x" if ratio is not None else "outside the baselines' accuracy range"
+        print(f"  budget {snap['budget']:g}: {snap['measured_ms']:.3f} ms ({snap['measured_ms'] / seed_ms:.2f} of the seed; "
+              f"{snap['predicted_ms']:.3f} ms predicted), top1 {snap['top1']:.4f}; width multipliers at equal "
+              f"accuracy: {ratio_text}")
+    print("width multipliers (trained from scratch for the same total epochs):")
+    for b in baselines:
+        print(f"  x{b['width']:g}: {b['measured_ms']:.3f} ms, top1 {b['top1']:.4f}")
+    if iteration_seconds:
+        print(f"wall time per iteration: median {statistics.median(iteration_seconds):.1f} s over "
+              f"{len(iteration_seconds)} iterations; per proposal fine-tune median "
+              f"{statistics.median(finetune_seconds):.1f} s; look-up table {lut_seconds:.0f} s")
+    plot_path = RESULTS / "netadapt.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if snapshots:
+        _plot(plot_path, run_dir, snapshots, baselines)
+
+    def clean(item: dict) -> dict:
+        return {key: value for key, value in item.items() if key != "spec"} | {"arch_id": item["spec"].arch_id}
+
+    write_report("netadapt", {
+        "settings": {key: value for key, value in vars(args).items()},
+        "seed": {"measured_ms": seed_ms, "top1": seed_top1, "train_s": seed_seconds},
+        "netadapt": [clean(s) for s in snapshots], "baselines": [clean(b) for b in baselines],
+        "latency_ratio_at_equal_accuracy": comparisons, "stop": stop,
+        "iterations": int(chosen["iteration"].max()), "iteration_wall_s": iteration_seconds,
+        "proposal_finetune_s": finetune_seconds, "lut_build_s": lut_seconds, "netadapt_s": netadapt_seconds,
+        "total_s": time.perf_counter() - started_all, "plot": str(plot_path) if snapshots else None,
+        "history": json.loads(history.to_json(orient="records")),
+    })
+
+
+if __name__ == "__main__":
+    main()
