@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.75, help="width of the seed network")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--resolution", type=int, default=32, help="training resolution")
-    parser.add_argument("--latency-resolution", type=int, default=160,
+    parser.add_argument("--latency-resolution", type=int, default=224,
                         help="resolution latency is measured at (compute matters there, not only op overheads)")
     parser.add_argument("--seed-epochs", type=int, default=10)
     parser.add_argument("--long-term-epochs", type=int, default=3)

@@ -5,6 +5,12 @@ refined for MobileNetV3).
 - :mod:`netadapt.proposals`: proposals as spec edits, valid widths, the largest width that meets
   a latency constraint.
 - :mod:`netadapt.surgery`: weight surgery on MindSpore parameters (largest-L2-norm filters).
+- :mod:`netadapt.algorithm`: the schedule (decay or fixed) and the selection rules (slope, accuracy).
+- :mod:`netadapt.resources`: the latency protocols (predictor, meter), anchored estimates and the
+  look-up-table build for a pruning grid.
+- :mod:`netadapt.worker`: short-term fine-tune and held-out evaluation of a proposal, inline or on Ray.
+- :mod:`netadapt.run`: the resumable loop (:func:`run_netadapt`), :mod:`netadapt.config` its settings,
+  :mod:`netadapt.history` its CSV/Parquet history, :mod:`netadapt.plotting` the trajectory plot.
 
 Importing this package does not import MindSpore or Ray.
 """

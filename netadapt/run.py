@@ -423,6 +423,8 @@ class NetAdapt:
 
     def _finish(self, state: dict[str, Any], current: NetworkState, data: Any) -> NetAdaptResult:
         spec = ArchSpec.from_yaml(self.out / current.spec_path)
+        seed_name = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml").name
+        spec = spec.replace(name=f"{seed_name}_netadapt{current.iteration}")
         final_dir = self.out / "final"
         final = state.get("final")
         if final is None or final.get("iteration") != current.iteration or \
