@@ -33,11 +33,12 @@ def _config(args: argparse.Namespace) -> Any:
     base.update(overrides)
     if base.get("budget_ms") is None and base.get("budget_ratio") is None:
         raise ConfigError("nas netadapt: give a budget: --budget-ms X or --budget-ratio R")
-    where = str(args.config) if args.config and not args.resume else "netadapt"
     try:
-        return NetAdaptConfig.from_dict(base, where="netadapt")
+        return NetAdaptConfig.from_dict(base)
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}" if where != "netadapt" else str(error)) from None
+        if args.config and not args.resume:
+            raise ConfigError(f"{args.config}: {error}") from None
+        raise
 
 
 def _netadapt(args: argparse.Namespace) -> int:
