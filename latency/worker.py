@@ -1,0 +1,218 @@
+"""The isolated measurement worker: ``python -m latency.worker JOB.json``.
+
+:class:`latency.backend_mindspore.MindSporeBackend` starts one of these per measurement (or per
+batch of look-up-table pieces), so that a crash, a hang or a leak in MindSpore can never take
+down the caller. The job names the device, the timing protocol and a list of tasks; the worker
+appends one JSON line per finished task to the job's results file (flushed at once), so the
+caller keeps every finished measurement even if the worker later dies.
+
+Timing protocol, per task: build the cell, compile it (the first call in GRAPH mode), run
+``warmup`` untimed calls, then timed calls until the median's ~95% confidence interval is within
+``tolerance`` of it (after at least ``min_repeats``) or ``max_repeats`` is reached.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from latency.result import converged
+
+EXIT_DEVICE = 3
+EXIT_BAD_JOB = 2
+
+
+def _emit(handle, record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _setup_device(job: dict[str, Any]) -> str:
+    import mindspore as ms
+
+    target, device_id = job["device"], job.get("device_id")
+    if target != "CPU":
+        module = {"GPU": "gpu", "Ascend": "ascend"}[target]
+        checker = getattr(getattr(ms.device_context, module, None), "is_available", None)
+        if checker is None or not checker():
+            raise RuntimeError(f"device {target} is not available in this MindSpore build on this host "
+                               f"(MindSpore {ms.__version__})")
+    ms.set_context(mode=ms.GRAPH_MODE if job.get("mode", "GRAPH") == "GRAPH" else ms.PYNATIVE_MODE)
+    if device_id is None:
+        ms.set_device(target)
+    else:
+        ms.set_device(target, device_id)
+    if target == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(int(job["threads"]))
+    return ms.__version__
+
+
+def _head_cell(config: dict[str, Any]):
+    from mindspore import nn
+
+    from nas.blocks import ConvBnAct, make_activation
+
+    head = config["head"]
+
+    class HeadCell(nn.Cell):
+        """The head as ArchNet runs it in inference: conv + BN + act, pool, hidden, classifier."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = ConvBnAct(config["in_channels"], head["channels"], (1,), act=head["act"],
+                                  bn_momentum=config["bn_momentum"], bn_eps=config["bn_eps"])
+            features = head["channels"]
+            self.has_hidden = head.get("hidden") is not None
+            if self.has_hidden:
+                self.hidden = nn.Dense(features, head["hidden"])
+                self.hidden_act = make_activation(head["act"])
+                features = head["hidden"]
+            self.classifier = nn.Dense(features, config["num_classes"])
+
+        def construct(self, x):
+            x = self.conv(x).mean(axis=(2, 3))
+            if self.has_hidden:
+                x = self.hidden_act(self.hidden(x))
+            return self.classifier(x)
+
+    return HeadCell()
+
+
+def _overhead_cell():
+    from mindspore import nn
+
+    class Overhead(nn.Cell):
+        def construct(self, x):
+            return x * 2.0
+
+    return Overhead()
+
+
+def build_task_cell(task: dict[str, Any], batch: int):
+    """The cell and its input tensor for one task."""
+    import mindspore as ms
+    import numpy as np
+
+    from nas.blocks import ConvBnAct, Layer
+    from nas.builder import build_network
+    from nas.layers import LayerPlan
+    from nas.spec import ArchSpec
+
+    kind = task["kind"]
+    if kind == "network":
+        spec = ArchSpec.from_dict(task["spec"])
+        cell = build_network(spec, seed=0)
+        shape = (spec.in_channels, task["resolution"], task["resolution"])
+    else:
+        config = task["config"]
+        shape = tuple(task["input_shape"])
+        if kind == "layer":
+            plan = dict(config["plan"])
+            plan["kernel"] = tuple(plan["kernel"])
+            cell = Layer(LayerPlan(**plan), padding=config["padding"], bn_momentum=config["bn_momentum"],
+                         bn_eps=config["bn_eps"])
+        elif kind == "stem":
+            stem = config["stem"]
+            cell = ConvBnAct(config["in_channels"], stem["channels"], (stem["kernel"],), stem["stride"],
+                             act=stem["act"], padding=stem["padding"], bn_momentum=config["bn_momentum"],
+                             bn_eps=config["bn_eps"])
+        elif kind == "head":
+            cell = _head_cell(config)
+        elif kind == "overhead":
+            cell = _overhead_cell()
+        else:
+            raise ValueError(f"unknown task kind {kind!r}")
+    cell.set_train(False)
+    data = np.random.RandomState(0).rand(batch, *shape).astype(np.float32)
+    return cell, ms.Tensor(data)
+
+
+def time_cell(call: Callable[[], Any], sync: Callable[[], None] | None, job: dict[str, Any]) -> list[float]:
+    """Warm up, then time ``call`` until converged or ``max_repeats``; milliseconds per call."""
+    for _ in range(int(job["warmup"])):
+        call()
+    if sync is not None:
+        sync()
+    times: list[float] = []
+    minimum, maximum, tolerance = int(job["min_repeats"]), int(job["max_repeats"]), float(job["tolerance"])
+    clock = time.perf_counter
+    while len(times) < maximum:
+        start = clock()
+        call()
+        if sync is not None:
+            sync()
+        times.append((clock() - start) * 1e3)
+        if len(times) >= minimum and converged(times, tolerance):
+            break
+    return times
+
+
+def run_task(task: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Measure one task; the record to write (times, or a classified error)."""
+    import mindspore as ms
+
+    started = time.perf_counter()
+    try:
+        cell, inputs = build_task_cell(task, int(job["batch"]))
+        sync = None if job["device"] == "CPU" else ms.runtime.synchronize
+        cell(inputs)  # compiles in GRAPH mode
+        if sync is not None:
+            sync()
+    except Exception as error:  # noqa: BLE001 - reported to the caller, by class, with the message
+        return {"id": task["id"], "error": {"type": "unbuildable", "class": type(error).__name__,
+                                            "message": " ".join(str(error).split())[:2000]}}
+    compile_s = time.perf_counter() - started
+    try:
+        times = time_cell(lambda: cell(inputs), sync, job)
+    except Exception as error:  # noqa: BLE001
+        return {"id": task["id"], "error": {"type": "runtime", "class": type(error).__name__,
+                                            "message": " ".join(str(error).split())[:2000]}}
+    finally:
+        del cell, inputs
+        gc.collect()
+    return {"id": task["id"], "times_ms": times, "compile_s": compile_s,
+            "wall_s": time.perf_counter() - started}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m latency.worker JOB.json", file=sys.stderr)
+        return EXIT_BAD_JOB
+    try:
+        with open(argv[0]) as handle:
+            job = json.load(handle)
+        results_path = job["results"]
+        tasks = job["tasks"]
+    except (OSError, ValueError, KeyError) as error:
+        print(f"latency worker: bad job file {argv[0]}: {error}", file=sys.stderr)
+        return EXIT_BAD_JOB
+    with open(results_path, "a") as out:
+        try:
+            version = _setup_device(job)
+        except Exception as error:  # noqa: BLE001
+            _emit(out, {"event": "device_error", "class": type(error).__name__,
+                        "message": " ".join(str(error).split())[:2000]})
+            return EXIT_DEVICE
+        _emit(out, {"event": "ready", "pid": os.getpid(), "mindspore_version": version})
+        for task in tasks:
+            try:
+                record = run_task(task, job)
+            except Exception:  # noqa: BLE001 - a bug here must still reach the caller
+                record = {"id": task.get("id"), "error": {"type": "internal", "class": "WorkerError",
+                                                          "message": traceback.format_exc()[-2000:]}}
+            _emit(out, record)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GLOG_v", "3")
+    code = main(sys.argv[1:])
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip MindSpore's noisy interpreter teardown

@@ -1,0 +1,23 @@
+"""Shared pieces of the latency tests: tiny specs and fast measurement settings."""
+from __future__ import annotations
+
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, StemSpec
+
+# Few repeats, small inputs: the tests check behaviour, the benchmark checks numbers.
+FAST = {"warmup": 1, "min_repeats": 3, "max_repeats": 5, "tolerance": 0.5, "timeout_s": 120.0}
+
+
+def tiny_spec(mid: int = 16, out: int = 8, resolution: int = 16, se: bool = False, name: str = "tiny") -> ArchSpec:
+    """Stem 8, one mbconv layer (expansion ``mid``), a small head."""
+    block = BlockSpec(kind="mbconv", out=out, kernel=(3,), stride=1, repeats=1, expand=(mid,),
+                      se=SESpec(0.25) if se else None, skip="none")
+    return ArchSpec(stem=StemSpec(channels=8), blocks=(block,), head=HeadSpec(kind="mnasnet", channels=16),
+                    resolution=resolution, num_classes=10, name=name)
+
+
+def big_spec(resolution: int = 32) -> ArchSpec:
+    """Much more work than :func:`tiny_spec`: wide layers at full resolution."""
+    blocks = (BlockSpec(kind="mbconv", out=64, kernel=(5,), stride=1, repeats=3, expand=(384, 384, 384)),
+              BlockSpec(kind="conv", out=128, kernel=(3,), stride=1, repeats=2))
+    return ArchSpec(stem=StemSpec(channels=64, stride=1), blocks=blocks, head=HeadSpec(kind="mnasnet", channels=256),
+                    resolution=resolution, num_classes=10, name="big")
