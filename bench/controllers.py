@@ -20,6 +20,9 @@ measured; it is a deterministic function of the decoded spec):
 
 Reported: the median over seeds of the best reward after each checkpoint, the number of seeds
 where a controller beats random (same seed) at 300 trials, and RL's mean reward per PPO batch.
+
+The default run (10 seeds x 1000 trials) takes about 12 minutes on 2 CPU cores. A smoke run:
+``python -m bench.controllers --seeds 2 --checkpoints 50,100 --overhead-trials 40``.
 """
 from __future__ import annotations
 
