@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_ch
 
 import numpy as np
 
-from nas.spec import ArchSpec, SpecError, make_divisible, spec_to_dict
+from nas.spec import ArchSpec, make_divisible, spec_to_dict
 
 Choice = Union[int, float, str]
 
@@ -364,16 +364,6 @@ def kernel_choices(option: str, value: Any, *, allow_mixed: bool) -> dict[Choice
             raise SpaceOptionError(option, value, "entries must be distinct")
         table[choice] = kernel
     return table
-
-
-def check_optional(option: str, value: Any, check: Any) -> None:
-    """Run ``check(value)`` unless ``value`` is None, turning SpecError into SpaceOptionError."""
-    if value is None:
-        return
-    try:
-        check(value)
-    except SpecError as error:
-        raise SpaceOptionError(option, value, error.reason) from None
 
 
 __all__ = [
