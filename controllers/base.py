@@ -140,8 +140,9 @@ def save_state(controller: Controller, path: str | Path) -> Path:
     return path
 
 
-def load_state(controller: Controller, path: str | Path) -> None:
-    """Restore ``controller`` from a file written by :func:`save_state`."""
+def load_state(controller: Controller, path: str | Path, **options: Any) -> None:
+    """Restore ``controller`` from a file written by :func:`save_state` (``options`` go to its
+    ``load_state_dict``)."""
     path = Path(path)
     if not path.is_file():
         raise ControllerError(f"controller state file not found: {path}")
@@ -150,7 +151,7 @@ def load_state(controller: Controller, path: str | Path) -> None:
             state = pickle.load(handle)
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
             raise ControllerError(f"controller state file {path} is unreadable: {error}") from None
-    controller.load_state_dict(state)
+    controller.load_state_dict(state, **options)
 
 
 __all__ = [

@@ -66,6 +66,7 @@ class OptunaController:
                                   f"not {list(directions)}")
         self._distributions = distributions(space)
         self._pending: dict[int, Any] = {}
+        self._settled_elsewhere: list[int] = []  # pending at the save, finished before a restore
 
     @property
     def sampler(self) -> Any:
@@ -112,7 +113,9 @@ class OptunaController:
                 "pending": sorted(self._pending), "trial_count": len(trials),
                 "trials": trials if self._in_memory() else None}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, allow_later_trials: bool = False) -> None:
+        """Restore a saved state. ``allow_later_trials`` accepts a study that gained trials after
+        the save (a driver that died after asking): the caller settles those trials."""
         optuna = _optuna()
         check_state(self.name, state, FORMAT, self._config())
         if state["trials"] is not None:
@@ -120,7 +123,7 @@ class OptunaController:
                 raise ControllerError(f"controller {self.name!r}: restore an in-memory state into a fresh controller")
             self.study.add_trials(state["trials"])
         trials = self.study.get_trials(deepcopy=False)
-        if len(trials) != state["trial_count"]:
+        if len(trials) < state["trial_count"] or (len(trials) != state["trial_count"] and not allow_later_trials):
             raise ControllerError(f"controller {self.name!r}: the study holds {len(trials)} trials but the state "
                                   f"was saved with {state['trial_count']}; restore the state saved with the study")
         kind, saved = state["sampler"]
@@ -130,11 +133,45 @@ class OptunaController:
             self.study.sampler = pickle.loads(saved)
         by_number = {trial.number: trial for trial in trials}
         self._pending = {}
+        self._settled_elsewhere = []
         for number in state["pending"]:
             frozen = by_number.get(number)
-            if frozen is None or frozen.state != optuna.trial.TrialState.RUNNING:
-                continue  # finished by another driver meanwhile
+            if frozen is None:
+                continue
+            if frozen.state != optuna.trial.TrialState.RUNNING:
+                self._settled_elsewhere.append(number)  # finished after the save: see replay()
+                continue
             self._pending[number] = optuna.trial.Trial(self.study, frozen._trial_id)
+
+    # ----- what a campaign driver needs beyond ask/tell ---------------------------------------------
+
+    def pending_numbers(self) -> list[int]:
+        """Trials asked and not yet told, plus those the study finished after the last saved state."""
+        return sorted(list(self._pending) + self._settled_elsewhere)
+
+    def replay(self, frozen_trial: Any) -> None:
+        """Tell the sampler about a trial the study finished after the saved state was taken (a
+        driver that died between telling the study and saving the controller)."""
+        optuna = _optuna()
+        if frozen_trial.number not in self._settled_elsewhere:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {frozen_trial.number} needs no replay")
+        self._settled_elsewhere.remove(frozen_trial.number)
+        values = frozen_trial.values if frozen_trial.state == optuna.trial.TrialState.COMPLETE else None
+        self.study.sampler.after_trial(self.study, frozen_trial, frozen_trial.state, values)
+
+    def ask_fixed(self, decisions: Mapping[str, Any]) -> Trial:
+        """A trial with fixed decisions (e.g. a re-run): recorded in the study, proposed by nobody,
+        so the RL and evolution samplers are not told its result."""
+        self.study.enqueue_trial(dict(decisions), skip_if_exists=False)
+        return self.ask()
+
+    def set_user_attrs(self, trial: Trial | int, attrs: Mapping[str, Any]) -> None:
+        """Store attributes on a trial that is still running (visible if the driver dies)."""
+        number = trial_number(trial)
+        if number not in self._pending:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {number} is not running")
+        for key, value in attrs.items():
+            self._pending[number].set_user_attr(key, value)
 
 
 def _sampler_options(name: str, sampler_type: type, options: Mapping[str, Any]) -> dict[str, Any]:

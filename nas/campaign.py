@@ -46,6 +46,7 @@ class Progress:
     budget: int
     finished: int = 0
     failed: int = 0
+    failed_now: int = 0
     reused: int = 0
     best: float = float("nan")
     started: float = field(default_factory=time.monotonic)
@@ -141,6 +142,10 @@ class Campaign:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         check_dataset(config)
         self.space = get_space(config.space.name, **dict(config.space.options))
+        from controllers import UnknownControllerError, controller_names
+
+        if config.controller.name not in controller_names():
+            raise UnknownControllerError(f"unknown controller {config.controller.name!r}; known: {controller_names()}")
         url = config.storage_url(runs_dir)
         self.run_dir = prepare_run(config, runs_dir)
         check_storage(url)
@@ -347,7 +352,13 @@ class Campaign:
         message = one_line_error(error)
         self._tell_failure(job, message)
         progress.failed += 1
+        progress.failed_now += 1
         self.log(f"trial {job['trial']} failed: {message}")
+        limit = self.config.budget.max_failed
+        limit = self.config.budget.trials if limit is None else limit
+        if progress.failed_now > limit:
+            raise CampaignError(f"{progress.failed_now} trials failed in this run (budget.max_failed {limit}); "
+                                f"the last: {message}")
 
     def _tell_failure(self, job: dict[str, Any], message: str) -> None:
         self.controller.tell(job["trial"], self._failed(message), user_attrs={"error": message,

@@ -9,7 +9,7 @@ Sections (every key optional except ``name``)::
     reward:     {kind: soft, target_ms: 75, w: -0.07, alpha: null, beta: null}
     latency:    {source: measure, device: CPU, batch: 1, resolution: null, threads: 1, lut: null, ...}
     evaluator:  {dataset: digits, resolution: 32, epochs: 5, batch_size: 64, lr: 0.1, held_out: 0.2, ...}
-    budget:     {trials: 16, wall_time_s: null}
+    budget:     {trials: 16, wall_time_s: null, max_failed: null}
     workers: 2
     storage: null                 # SQLAlchemy URL; default sqlite:///<run dir>/study.db
     address: null                 # Ray: null starts a local cluster; "auto" or host:port joins one
@@ -157,11 +157,17 @@ class EvaluatorConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
+    """Finished trials to reach, an optional wall-time limit, and how many failures in one run
+    stop the campaign (default: as many as the trial budget)."""
+
     trials: int = 16
     wall_time_s: float | None = None
+    max_failed: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("budget.trials", self.trials)
+        if self.max_failed is not None:
+            _positive_int("budget.max_failed", self.max_failed, 0)
         if self.wall_time_s is not None:
             _number("budget.wall_time_s", self.wall_time_s, low=1.0)
 
