@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/nas spec show mobilenet_v3_large
+	$(VENV)/bin/nas search -c experiments/demo.yaml
+	$(VENV)/bin/nas export runs/demo --best --pareto
+	$(VENV)/bin/nas plot runs/demo
+	$(VENV)/bin/nas results runs/demo | tail -n 3
+	@echo "demo results: runs/demo (trials.csv, exports/, pareto.png, pareto.html, reward.png)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -2,7 +2,7 @@
 the papers' Pixel-1 figures.
 
     python -m bench.latency [--resolution 224] [--samples 50] [--calibration-samples 10]
-                            [--processes 5] [--space auto] [--threads N]
+                            [--processes 5] [--space auto] [--threads N] [--interpolation N]
 
 - Repeatability: MobileNetV3-Large measured in ``--processes`` separate worker processes; the
   coefficient of variation of their medians (target <= 3%).
@@ -13,6 +13,8 @@ the papers' Pixel-1 figures.
 - Costs: seconds per end-to-end measurement, table build time, prediction time (target < 1 ms).
 - References: mobilenet_v3_small, mobilenet_v3_large, mnasnet_a1 and mobilenet_v2 next to the
   papers' Pixel-1 latencies (15.8, 51, 78, 75 ms) and the rank agreement.
+- Optional (``--interpolation N``): N pruned MobileNetV3-Large layers, interpolated from a coarse
+  NetAdapt channel grid, against their own measurement.
 
 Measurements hold the device lock exclusively (``$NAS_LOCK_DIR``), so run it on a quiet machine.
 The default settings take about 15-25 minutes on 2 cores.
@@ -141,6 +143,39 @@ def lut_accuracy(backend, args: argparse.Namespace, directory: Path) -> dict:
                      for spec, m, s in zip(evaluation, measured_eval, summed_eval)]}
 
 
+def interpolation(backend, args: argparse.Namespace, directory: Path) -> dict:
+    """How well interpolated widths match measured ones: a table on NetAdapt's coarse channel grid
+    of MobileNetV3-Large (every ``--grid-step``-th multiple of 8), checked on held-out fine-grid
+    layers that are measured directly."""
+    import random
+
+    from latency.lut import LatencyLUT, build_lut
+    from latency.pieces import unique_pieces
+    from latency.sampling import netadapt_grid_specs
+    from search_spaces import references
+
+    spec = references.get("mobilenet_v3_large")
+    lut = LatencyLUT(directory, backend.stamp(resolution=args.resolution), source={"kind": "bench-grid"})
+    coarse = unique_pieces([spec, *netadapt_grid_specs(spec, step=args.grid_step)], args.resolution)
+    report = build_lut(lut, backend, coarse, progress=_counter("coarse grid pieces"))
+    fine = [piece for piece in unique_pieces(list(netadapt_grid_specs(spec, step=1)), args.resolution)
+            if piece.key not in lut]
+    rng = random.Random(args.seed)
+    held_out = rng.sample(fine, min(args.interpolation, len(fine)))
+    predicted, measured, rows = [], [], []
+    for piece, result in backend.measure_pieces(held_out, args.resolution):
+        estimate, how = lut.piece_ms(piece)
+        predicted.append(estimate)
+        measured.append(result.median_ms)
+        rows.append({"key": piece.key, "how": how, "interpolated_ms": estimate, "measured_ms": result.median_ms})
+    errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
+    within = sum(error <= 0.10 for error in errors) / len(errors)
+    print(f"interpolation: coarse grid of {report.measured} pieces; {len(errors)} held-out pruned layers: "
+          f"{within:.0%} within +-10% of their own measurement, mean |error| {statistics.fmean(errors):.1%}")
+    return {"coarse_pieces": report.measured, "held_out": len(errors), "within_10pct": within,
+            "mean_abs_pct_error": statistics.fmean(errors), "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", type=int, default=224)
@@ -151,9 +186,12 @@ def main() -> None:
                                                         "a space name, or 'refs'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores available)")
-    parser.add_argument("--max-repeats", type=int, default=100)
+    parser.add_argument("--max-repeats", type=int, default=50, help="most timed runs per measurement (default 50)")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--lut-dir", default=None, help="keep the table here (default: a temporary directory)")
+    parser.add_argument("--interpolation", type=int, default=0, metavar="N",
+                        help="also check N interpolated NetAdapt widths against their measurement (default 0)")
+    parser.add_argument("--grid-step", type=int, default=4, help="coarse grid for --interpolation (default 4)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["repeatability", "references", "lut"])
     args = parser.parse_args()
 
@@ -175,6 +213,9 @@ def main() -> None:
         else:
             with tempfile.TemporaryDirectory(prefix="bench-lut-") as folder:
                 figures["lut"] = lut_accuracy(backend, args, Path(folder) / "lut")
+    if args.interpolation > 0:
+        with tempfile.TemporaryDirectory(prefix="bench-grid-") as folder:
+            figures["interpolation"] = interpolation(backend, args, Path(folder) / "lut")
     figures["total_s"] = time.perf_counter() - started
     print(f"total {figures['total_s']:.0f} s, {backend.launches} worker processes")
     write_report("latency", figures)

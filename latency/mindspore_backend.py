@@ -1,11 +1,11 @@
 """Latency measured by running MindSpore networks on the local device, each measurement in an
 isolated worker process.
 
-Exclusive access: the backend holds :func:`nas.devicelock.device_lock` *exclusively* on the
-device for the whole life of a worker (start-up, compile, warm-up and timing). Training holds
-the same lock *shared*, so a measurement never overlaps training or another measurement on the
-same device of the same host; a turnstile keeps a stream of trainings from starving it. The lock
-is an ``flock`` released by the kernel if the holder dies. Across a Ray cluster,
+Exclusive access: the worker holds :func:`nas.devicelock.device_lock` *exclusively* on the device
+for the warm-up and timing of every task (start-up and compiling run outside it). Training holds
+the same lock *shared* around every step, so a measurement never overlaps a training step or
+another measurement on the same device of the same host; a turnstile keeps a stream of trainings
+from starving it. The lock is an ``flock`` released by the kernel if the holder dies. Across a Ray cluster,
 :class:`latency.remote.RayLatencyBackend` adds a named device resource on top.
 
 Isolation: the worker (``python -m latency.worker``) is a fresh interpreter in its own session.
@@ -31,7 +31,7 @@ from latency.errors import (DeviceUnavailableError, MeasurementCrash, Measuremen
 from latency.pieces import Piece
 from latency.result import LatencyResult, summarize
 from latency.stamp import MODES, DeviceStamp, available_cores, device_name, local_stamp, parse_device
-from nas.devicelock import device_lock
+from nas.devicelock import DeviceBusyError
 from nas.spec import ArchSpec, SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -134,8 +134,10 @@ class MindSporeBackend:
 
     # ----- the worker -----------------------------------------------------------------------------
 
-    def _task_error(self, error: dict[str, Any], what: str) -> MeasurementError:
+    def _task_error(self, error: dict[str, Any], what: str) -> Exception:
         text = f"{what} on {self.device}: {error.get('class', 'Error')}: {error.get('message', '')}"
+        if error.get("type") == "busy":
+            return DeviceBusyError(f"{what}: {error.get('message', '')}")
         if error.get("type") == "unbuildable":
             return UnbuildableSpecError(f"cannot build/compile {text}")
         return MeasurementError(f"measurement failed for {text}")
@@ -144,7 +146,7 @@ class MindSporeBackend:
         return {"device": self.target, "device_id": self.device_id, "threads": self.threads, "batch": self.batch,
                 "mode": self.mode, "warmup": self.warmup, "min_repeats": self.min_repeats,
                 "max_repeats": self.max_repeats, "tolerance": self.tolerance, "results": str(results),
-                "tasks": tasks}
+                "lock_device": self.device, "lock_timeout_s": self.lock_timeout_s, "tasks": tasks}
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -156,25 +158,25 @@ class MindSporeBackend:
         return env
 
     def _run(self, tasks: list[dict[str, Any]], stamp: DeviceStamp) -> Iterator[dict[str, Any]]:
-        """Run ``tasks`` in one exclusive worker; yield each task's record as it finishes."""
-        with device_lock(self.device, exclusive=True, timeout=self.lock_timeout_s):
-            folder = Path(tempfile.mkdtemp(prefix="nas-latency-"))
-            results = folder / "results.jsonl"
-            results.touch()
-            job = folder / "job.json"
-            job.write_text(json.dumps(self._job(tasks, results)))
-            stderr = open(folder / "stderr.txt", "w+")
-            process = subprocess.Popen([self.python, "-m", "latency.worker", str(job)], cwd=str(folder),
-                                       env=self._environment(), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-            self.launches += 1
-            try:
-                yield from self._follow(process, results, stderr, {task["id"] for task in tasks}, stamp)
-                _stop(process, grace_s=10.0)  # all done: the worker exits by itself
-            finally:
-                _stop(process, grace_s=0.0)
-                stderr.close()
-                shutil.rmtree(folder, ignore_errors=True)
+        """Run ``tasks`` in one worker (which locks the device around each task's timing); yield each
+        task's record as it finishes."""
+        folder = Path(tempfile.mkdtemp(prefix="nas-latency-"))
+        results = folder / "results.jsonl"
+        results.touch()
+        job = folder / "job.json"
+        job.write_text(json.dumps(self._job(tasks, results)))
+        stderr = open(folder / "stderr.txt", "w+")
+        process = subprocess.Popen([self.python, "-m", "latency.worker", str(job)], cwd=str(folder),
+                                   env=self._environment(), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        self.launches += 1
+        try:
+            yield from self._follow(process, results, stderr, {task["id"] for task in tasks}, stamp)
+            _stop(process, grace_s=10.0)  # all done: the worker exits by itself
+        finally:
+            _stop(process, grace_s=0.0)
+            stderr.close()
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _follow(self, process: subprocess.Popen, results: Path, stderr, pending: set[int],
                 stamp: DeviceStamp) -> Iterator[dict[str, Any]]:

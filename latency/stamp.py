@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from latency.errors import UnknownDeviceError
@@ -67,11 +68,26 @@ def available_cores() -> int:
 
 @functools.lru_cache(maxsize=None)
 def mindspore_version() -> str:
-    """The installed MindSpore version, read from package metadata (MindSpore is not imported)."""
-    try:
-        return importlib.metadata.version("mindspore")
-    except importlib.metadata.PackageNotFoundError:
-        return "not-installed"
+    """The installed MindSpore version, read without importing MindSpore: its ``version.py``,
+    else the package metadata of any of its distributions (mindspore, mindspore-gpu, ...)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("mindspore")
+    if found is not None and found.submodule_search_locations:
+        for folder in found.submodule_search_locations:
+            try:
+                text = (Path(folder) / "version.py").read_text()
+            except OSError:
+                continue
+            match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+            if match:
+                return match.group(1)
+    for distribution in ("mindspore", "mindspore-gpu", "mindspore-ascend", "mindspore-cpu"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not-installed"
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,9 +6,11 @@ down the caller. The job names the device, the timing protocol and a list of tas
 appends one JSON line per finished task to the job's results file (flushed at once), so the
 caller keeps every finished measurement even if the worker later dies.
 
-Timing protocol, per task: build the cell, compile it (the first call in GRAPH mode), run
-``warmup`` untimed calls, then timed calls until the median's ~95% confidence interval is within
-``tolerance`` of it (after at least ``min_repeats``) or ``max_repeats`` is reached.
+Timing protocol, per task: build the cell, compile it (the first call in GRAPH mode), then, holding
+the device lock exclusively, run ``warmup`` untimed calls and timed calls until the median's ~95%
+confidence interval is within ``tolerance`` of it (after at least ``min_repeats``) or
+``max_repeats`` is reached. Start-up and compiling stay outside the lock: they time nothing, and
+training on the same device (which holds the lock shared, step by step) need not wait for them.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import traceback
 from typing import Any, Callable
 
 from latency.result import converged
+from nas.devicelock import DeviceBusyError, device_lock
 
 EXIT_DEVICE = 3
 EXIT_BAD_JOB = 2
@@ -168,7 +171,10 @@ def run_task(task: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
                                             "message": " ".join(str(error).split())[:2000]}}
     compile_s = time.perf_counter() - started
     try:
-        times = time_cell(lambda: cell(inputs), sync, job)
+        with device_lock(job["lock_device"], exclusive=True, timeout=job.get("lock_timeout_s")):
+            times = time_cell(lambda: cell(inputs), sync, job)
+    except DeviceBusyError as error:
+        return {"id": task["id"], "error": {"type": "busy", "class": type(error).__name__, "message": str(error)}}
     except Exception as error:  # noqa: BLE001
         return {"id": task["id"], "error": {"type": "runtime", "class": type(error).__name__,
                                             "message": " ".join(str(error).split())[:2000]}}

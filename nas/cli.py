@@ -14,7 +14,7 @@ from typing import Sequence
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore logs noisily; set before it is imported
 
-COMMAND_MODULES = ("spec", "importer", "train", "latency", "netadapt")
+COMMAND_MODULES = ("spec", "importer", "space", "latency", "search", "train", "netadapt")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,3 +102,15 @@ def test_build_check_and_predict_a_table(tmp_path, capsys) -> None:
     code, _, err = _run(capsys, "latency", "check", "--lut", str(lut), "--samples", "3")
     assert code == 2 and "meta.json" in err
     assert (lut / "meta.json").read_text() == "{ truncated"
+
+
+def test_check_refuses_a_table_from_another_device(tmp_path, capsys) -> None:
+    from latency.lut import LatencyLUT
+    from latency.stamp import local_stamp
+
+    foreign = local_stamp("CPU", threads=1, batch=1, resolution=16)
+    import dataclasses
+
+    LatencyLUT(tmp_path / "lut", dataclasses.replace(foreign, cpu_model="Some Other CPU")).close()
+    code, _, err = _run(capsys, "latency", "check", "--lut", str(tmp_path / "lut"), "--samples", "1", "--refs")
+    assert code == 2 and "Some Other CPU" in err

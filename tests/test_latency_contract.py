@@ -99,3 +99,11 @@ def test_the_backend_builds_a_look_up_table(make_backend, tmp_path) -> None:
     report = build_lut(lut, backend, unique_pieces([tiny_spec(mid=16), tiny_spec(mid=32)], 16))
     assert report.measured == len(lut) == 5  # stem, two layers, head, launch overhead
     assert lut.predict(tiny_spec(mid=24)) > 0
+
+
+def test_a_ray_cluster_without_the_device_resource_is_a_named_error(ray_cluster) -> None:
+    from latency import DeviceUnavailableError
+    from latency.remote import RayLatencyBackend
+
+    with pytest.raises(DeviceUnavailableError, match="latency_device:nowhere"):
+        RayLatencyBackend("CPU", resource="latency_device:nowhere", start_timeout_s=2, **FAST)

@@ -124,7 +124,7 @@ def _print_accuracy(report: dict[str, Any]) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from latency.errors import LUTMissError
+    from latency.errors import LUTMissError, StampMismatchError
     from latency.lut import LatencyLUT, additivity_check, build_lut
     from latency.mindspore_backend import MindSporeBackend
     from latency.pieces import unique_pieces
@@ -143,6 +143,9 @@ def _check(args: argparse.Namespace) -> int:
     stamp = lut.stamp
     backend = MindSporeBackend(stamp.device, batch=stamp.batch, resolution=stamp.resolution, threads=stamp.threads,
                                mode=stamp.mode, **_timing(args))
+    if backend.stamp(resolution=stamp.resolution) != stamp:
+        raise StampMismatchError(f"this host measures under [{backend.stamp(resolution=stamp.resolution).key}] but "
+                                 f"the table {args.lut} was built under [{stamp.key}]; check it on its own device")
     missing = lut.missing(unique_pieces(specs, lut.resolution))
     skipped = []
     if missing and args.extend:

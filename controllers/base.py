@@ -1,0 +1,160 @@
+"""The ask/tell interface shared by every controller, its trial and value types, and errors.
+
+    trial = controller.ask()                  # Trial(number, decisions)
+    controller.tell(trial, 0.71)              # a reward (single objective: maximised)
+    controller.tell(trial, (0.74, 61.0))      # one value per direction (multi-objective)
+    controller.tell(trial, Failed("OOM"))     # a failed evaluation: a trial state, not a crash
+
+A controller proposes decisions and learns from the values it is told; it never trains or
+measures anything. ``state_dict()`` / ``load_state_dict()`` make a run resumable: a controller
+restored from a state continues with exactly the proposals the original would have made.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, Union, runtime_checkable
+
+from nas.errors import NasError
+from search_spaces import SearchSpace
+
+
+class ControllerError(NasError):
+    """A controller was misused (a bad state, an option that does not apply, ...)."""
+
+
+class UnknownControllerError(KeyError):
+    """A controller name that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown controller"
+
+
+class UnknownTrialError(ControllerError, LookupError):
+    """``tell`` on a trial this controller did not ask, or already told."""
+
+
+class ControllerOptionError(ControllerError, ValueError):
+    """An unknown controller option, or a bad option value. ``option`` names it."""
+
+    def __init__(self, controller: str, option: str, value: Any, reason: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"controller {controller!r} option {option!r}: {reason} (got {value!r})")
+
+
+class TellValueError(ControllerError, ValueError):
+    """A told value does not fit the controller's objectives (e.g. a tuple to a single one)."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A proposal: its number (unique within the controller or study) and its decisions."""
+
+    number: int
+    decisions: Mapping[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Tell this instead of a value when the evaluation failed."""
+
+    reason: str = "failed"
+
+
+Value = Union[float, Sequence[float], Failed]
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """What the campaign relies on."""
+
+    name: str
+    space: SearchSpace
+    directions: tuple[str, ...]  # "maximize"/"minimize", one per told value
+
+    def ask(self) -> Trial:
+        """The next proposal."""
+
+    def tell(self, trial: Trial | int, value: Value) -> None:
+        """The result of a proposal (a ``Trial`` or its number)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this controller is (picklable)."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` into a controller built with the same
+        space, seed and options."""
+
+
+def trial_number(trial: Trial | int) -> int:
+    """The number of a trial given as a ``Trial`` or an int."""
+    if isinstance(trial, Trial):
+        return trial.number
+    if isinstance(trial, int) and not isinstance(trial, bool):
+        return trial
+    raise UnknownTrialError(f"tell takes a Trial or a trial number (got {trial!r})")
+
+
+def check_value(controller: str, value: Any, directions: Sequence[str]) -> tuple[float, ...] | Failed:
+    """``value`` as a tuple with one finite float per direction, or the ``Failed`` marker."""
+    if isinstance(value, Failed):
+        return value
+    if value is None:
+        raise TellValueError(f"controller {controller!r}: tell a value, or Failed(reason) for a failed evaluation")
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(values) != len(directions):
+        what = "a single value" if len(directions) == 1 else f"{len(directions)} values {tuple(directions)}"
+        raise TellValueError(f"controller {controller!r} takes {what} (got {value!r})")
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise TellValueError(f"controller {controller!r}: told values must be finite numbers (got {value!r}); "
+                                 "tell Failed(reason) for a failed evaluation")
+    return tuple(float(item) for item in values)
+
+
+def check_state(controller: str, state: Any, expected_format: str, config: Mapping[str, Any]) -> None:
+    """A state must be a mapping of the right format, saved with the same space and options."""
+    if not isinstance(state, Mapping) or state.get("format") != expected_format:
+        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+        raise ControllerError(f"controller {controller!r}: not a {expected_format} state (found {found!r})")
+    for key, value in config.items():
+        if state.get(key) != value:
+            raise ControllerError(f"controller {controller!r}: the state was saved with {key}={state.get(key)!r}, "
+                                  f"this controller has {key}={value!r}")
+
+
+def save_state(controller: Controller, path: str | Path) -> Path:
+    """Write ``controller.state_dict()`` to ``path`` atomically (pickle)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        pickle.dump(controller.state_dict(), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def load_state(controller: Controller, path: str | Path, **options: Any) -> None:
+    """Restore ``controller`` from a file written by :func:`save_state` (``options`` go to its
+    ``load_state_dict``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ControllerError(f"controller state file not found: {path}")
+    with open(path, "rb") as handle:
+        try:
+            state = pickle.load(handle)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+            raise ControllerError(f"controller state file {path} is unreadable: {error}") from None
+    controller.load_state_dict(state, **options)
+
+
+__all__ = [
+    "Controller", "Trial", "Failed", "Value", "ControllerError", "UnknownControllerError", "UnknownTrialError",
+    "ControllerOptionError", "TellValueError", "save_state", "load_state",
+]

@@ -1,0 +1,222 @@
+"""Controllers that run an Optuna study: TPE, NSGA-II and random, through Optuna's ask/tell.
+
+Each decision of the space is an Optuna categorical parameter with the same name and choices,
+so a study holds the decisions of every trial, its values and its state (COMPLETE, or FAIL with
+the reason in the ``failure`` user attribute). ``storage`` is any Optuna storage URL
+(``sqlite:///runs/x/study.db``, ``postgresql://...``) or None for an in-memory study; with
+``load_if_exists`` a second driver or a restarted one continues the same study.
+
+Any sampler can drive the study, including the RL and evolution controllers through
+:class:`controllers.optuna_bridge.ControllerSampler`.
+"""
+from __future__ import annotations
+
+import inspect
+import pickle
+from typing import Any, Mapping, Sequence
+
+from controllers.base import (
+    ControllerError, ControllerOptionError, Failed, Trial, UnknownTrialError, Value, check_state, check_value,
+    trial_number,
+)
+from search_spaces import SearchSpace
+
+FORMAT = "nas.controllers.optuna/1"
+DIRECTIONS = ("maximize", "minimize")
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as error:  # pragma: no cover - optuna is a core dependency
+        raise ControllerError("the Optuna controllers need optuna: pip install 'optuna>=4'") from error
+    return optuna
+
+
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    """One Optuna categorical distribution per decision, in decision order."""
+    optuna = _optuna()
+    return {decision.name: optuna.distributions.CategoricalDistribution(decision.choices)
+            for decision in space.decisions}
+
+
+class OptunaController:
+    """Ask/tell over an Optuna study whose sampler proposes the decisions."""
+
+    def __init__(self, space: SearchSpace, sampler: Any, *, name: str, seed: int = 0,
+                 directions: Sequence[str] = ("maximize",), storage: str | None = None,
+                 study_name: str | None = None, load_if_exists: bool = True) -> None:
+        optuna = _optuna()
+        directions = tuple(directions) if not isinstance(directions, str) else (directions,)
+        if not directions or any(direction not in DIRECTIONS for direction in directions):
+            raise ControllerOptionError(name, "directions", list(directions),
+                                        f"must be a non-empty list of {list(DIRECTIONS)}")
+        if storage is not None and not isinstance(storage, str):
+            raise ControllerOptionError(name, "storage", storage, "must be an Optuna storage URL or None")
+        self.name = name
+        self.space = space
+        self.seed = seed
+        self.directions = directions
+        self.storage = storage
+        self.study = optuna.create_study(storage=storage, sampler=sampler, study_name=study_name,
+                                         directions=list(directions), load_if_exists=load_if_exists)
+        if tuple(d.name.lower() for d in self.study.directions) != directions:
+            found = [d.name.lower() for d in self.study.directions]
+            raise ControllerError(f"study {self.study.study_name!r} in {storage} optimises {found}, "
+                                  f"not {list(directions)}")
+        self._distributions = distributions(space)
+        self._pending: dict[int, Any] = {}
+        self._settled_elsewhere: list[int] = []  # pending at the save, finished before a restore
+
+    @property
+    def sampler(self) -> Any:
+        return self.study.sampler
+
+    def ask(self) -> Trial:
+        trial = self.study.ask(self._distributions)
+        self._pending[trial.number] = trial
+        return Trial(trial.number, {name: trial.params[name] for name in self._distributions})
+
+    def tell(self, trial: Trial | int, value: Value, *, user_attrs: Mapping[str, Any] | None = None) -> None:
+        """Finish a trial. ``user_attrs`` (JSON-serialisable) are stored on the Optuna trial."""
+        optuna = _optuna()
+        number = trial_number(trial)
+        if number not in self._pending:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {number} was not asked or was already told")
+        checked = check_value(self.name, value, self.directions)
+        study_trial = self._pending.pop(number)
+        for key, attribute in (user_attrs or {}).items():
+            study_trial.set_user_attr(key, attribute)
+        if isinstance(checked, Failed):
+            study_trial.set_user_attr("failure", checked.reason)
+            self.study.tell(study_trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(study_trial, list(checked))
+
+    # ----- state ------------------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {"name": self.name, "space": self.space.config(), "seed": self.seed,
+                "directions": list(self.directions)}
+
+    def _in_memory(self) -> bool:
+        return isinstance(self.study._storage, _optuna().storages.InMemoryStorage)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler (with its random state), the pending trial numbers and, for an
+        in-memory study, its trials (a persistent storage keeps those itself)."""
+        sampler = self.study.sampler
+        saved_sampler = (("state", sampler.state_dict()) if hasattr(sampler, "state_dict")
+                         else ("pickle", pickle.dumps(sampler)))
+        trials = self.study.get_trials(deepcopy=True)
+        return {"format": FORMAT, **self._config(), "sampler": saved_sampler,
+                "pending": sorted(self._pending), "trial_count": len(trials),
+                "trials": trials if self._in_memory() else None}
+
+    def load_state_dict(self, state: Mapping[str, Any], *, allow_later_trials: bool = False) -> None:
+        """Restore a saved state. ``allow_later_trials`` accepts a study that gained trials after
+        the save (a driver that died after asking): the caller settles those trials."""
+        optuna = _optuna()
+        check_state(self.name, state, FORMAT, self._config())
+        if state["trials"] is not None:
+            if self.study.get_trials(deepcopy=False):
+                raise ControllerError(f"controller {self.name!r}: restore an in-memory state into a fresh controller")
+            self.study.add_trials(state["trials"])
+        trials = self.study.get_trials(deepcopy=False)
+        if len(trials) < state["trial_count"] or (len(trials) != state["trial_count"] and not allow_later_trials):
+            raise ControllerError(f"controller {self.name!r}: the study holds {len(trials)} trials but the state "
+                                  f"was saved with {state['trial_count']}; restore the state saved with the study")
+        kind, saved = state["sampler"]
+        if kind == "state":
+            self.study.sampler.load_state_dict(saved)
+        else:
+            self.study.sampler = pickle.loads(saved)
+        by_number = {trial.number: trial for trial in trials}
+        self._pending = {}
+        self._settled_elsewhere = []
+        for number in state["pending"]:
+            frozen = by_number.get(number)
+            if frozen is None:
+                continue
+            if frozen.state != optuna.trial.TrialState.RUNNING:
+                self._settled_elsewhere.append(number)  # finished after the save: see replay()
+                continue
+            self._pending[number] = optuna.trial.Trial(self.study, frozen._trial_id)
+
+    # ----- what a campaign driver needs beyond ask/tell ---------------------------------------------
+
+    def pending_numbers(self) -> list[int]:
+        """Trials asked and not yet told, plus those the study finished after the last saved state."""
+        return sorted(list(self._pending) + self._settled_elsewhere)
+
+    def replay(self, frozen_trial: Any) -> None:
+        """Tell the sampler about a trial the study finished after the saved state was taken (a
+        driver that died between telling the study and saving the controller)."""
+        optuna = _optuna()
+        if frozen_trial.number not in self._settled_elsewhere:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {frozen_trial.number} needs no replay")
+        self._settled_elsewhere.remove(frozen_trial.number)
+        values = frozen_trial.values if frozen_trial.state == optuna.trial.TrialState.COMPLETE else None
+        self.study.sampler.after_trial(self.study, frozen_trial, frozen_trial.state, values)
+
+    def ask_fixed(self, decisions: Mapping[str, Any]) -> Trial:
+        """A trial with fixed decisions (e.g. a re-run): recorded in the study, proposed by nobody,
+        so the RL and evolution samplers are not told its result."""
+        self.study.enqueue_trial(dict(decisions), skip_if_exists=False)
+        return self.ask()
+
+    def set_user_attrs(self, trial: Trial | int, attrs: Mapping[str, Any]) -> None:
+        """Store attributes on a trial that is still running (visible if the driver dies)."""
+        number = trial_number(trial)
+        if number not in self._pending:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {number} is not running")
+        for key, value in attrs.items():
+            self._pending[number].set_user_attr(key, value)
+
+
+def _sampler_options(name: str, sampler_type: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    accepted = set(inspect.signature(sampler_type).parameters) - {"seed"}
+    for option in options:
+        if option not in accepted:
+            raise ControllerOptionError(name, option, options[option],
+                                        f"unknown option; known: {sorted(accepted | set(STUDY_OPTIONS))}")
+    return dict(options)
+
+
+STUDY_OPTIONS = ("storage", "study_name", "load_if_exists", "directions")
+
+
+def _split(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    study = {key: value for key, value in options.items() if key in STUDY_OPTIONS}
+    rest = {key: value for key, value in options.items() if key not in STUDY_OPTIONS}
+    return study, rest
+
+
+def make_tpe(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaController:
+    """Optuna's TPE (single objective by default; ``directions`` may name several)."""
+    optuna = _optuna()
+    study, rest = _split(options)
+    sampler = optuna.samplers.TPESampler(seed=seed, **_sampler_options("tpe", optuna.samplers.TPESampler, rest))
+    return OptunaController(space, sampler, name="tpe", seed=seed, **study)
+
+
+def make_nsga2(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaController:
+    """Optuna's NSGA-II; by default two objectives: accuracy (maximised), latency (minimised)."""
+    optuna = _optuna()
+    study, rest = _split(options)
+    study.setdefault("directions", ("maximize", "minimize"))
+    sampler = optuna.samplers.NSGAIISampler(seed=seed, **_sampler_options("nsga2", optuna.samplers.NSGAIISampler,
+                                                                            rest))
+    return OptunaController(space, sampler, name="nsga2", seed=seed, **study)
+
+
+def make_random(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaController:
+    """Uniform random proposals (Optuna's RandomSampler)."""
+    optuna = _optuna()
+    study, rest = _split(options)
+    sampler = optuna.samplers.RandomSampler(seed=seed, **_sampler_options("random", optuna.samplers.RandomSampler,
+                                                                           rest))
+    return OptunaController(space, sampler, name="random", seed=seed, **study)
+
+
+__all__ = ["OptunaController", "make_tpe", "make_nsga2", "make_random", "distributions"]

@@ -1,0 +1,246 @@
+"""Search campaigns end to end through the CLI: real training, measured latency, local Ray, SQLite."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.campaign_config import load_config
+from nas.export import read_provenance
+from nas.profile import profile
+from nas.spec import ArchSpec
+from tests.test_cli_spec import run_nas
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(name: str, **changes) -> dict:
+    """A campaign small enough for tests: MnasNet space at width 0.25, 16 px, one epoch."""
+    config = {
+        "name": name, "seed": 0,
+        "space": {"name": "mnasnet", "options": {"width": 0.25, "resolution": 16, "num_classes": 10}},
+        "controller": {"name": "rl", "options": {"batch_size": 2}},
+        "reward": {"kind": "soft", "target_ms": 5.0, "w": -0.07},
+        "latency": {"source": "measure", "device": "CPU", "threads": 1, "resolution": 16, "warmup": 2,
+                    "min_repeats": 5, "max_repeats": 15, "tolerance": 0.2},
+        "evaluator": {"dataset": "digits", "resolution": 16, "epochs": 1, "batch_size": 64, "lr": 0.02},
+        "budget": {"trials": 4},
+        "workers": 1,
+    }
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def write_config(folder: Path, name: str, **changes) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(name, **changes)))
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Private locks and latency cache, so tests neither share nor wait on other runs' devices."""
+    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def stored_trials(run_dir: Path, name: str) -> list:
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    return study.get_trials(deepcopy=False)
+
+
+def complete(trials: list) -> list:
+    return [t for t in trials if t.state.name == "COMPLETE"]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("experiments/*.yaml")), ids=lambda p: p.stem)
+def test_every_campaign_config_parses(path: Path) -> None:
+    config = load_config(path)
+    assert config.budget.trials >= 1 and config.reward.target_ms > 0
+
+
+def test_the_paper_settings_are_in_the_configs() -> None:
+    mnasnet = load_config(ROOT / "experiments/mnasnet_imagenet.yaml")
+    assert (mnasnet.reward.target_ms, mnasnet.reward.w, mnasnet.controller.name) == (75.0, -0.07, "rl")
+    assert mnasnet.evaluator.epochs == 5 and abs(mnasnet.evaluator.held_out * 1281167 - 50000) < 500
+    assert load_config(ROOT / "experiments/mobilenet_v3_small_imagenet.yaml").reward.w == -0.15
+    demo = load_config(ROOT / "experiments/demo.yaml")
+    assert (demo.budget.trials, demo.workers, demo.controller.name, demo.latency.source) == (16, 2, "rl", "measure")
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
+    runs = isolated / "runs" / "existing"
+    runs.mkdir(parents=True)
+    from nas.campaign_config import config_from_dict
+
+    (runs / "config.yaml").write_text(config_from_dict(tiny_config("existing")).to_yaml())
+    with sqlite3.connect(runs / "study.db") as db:
+        db.execute("create table marker (x int)")
+    before = _fingerprint(isolated / "runs")
+    cases = {
+        "malformed.yaml": ("name: existing\nspace: {name: mnasnet\n", "malformed YAML"),
+        "unknown.yaml": (yaml.safe_dump({**tiny_config("existing"), "wokers": 2}), "wokers: unknown key"),
+        "nested.yaml": (yaml.safe_dump(tiny_config("existing", evaluator={"epoch": 1})), "evaluator.epoch"),
+        "dataset.yaml": (yaml.safe_dump(tiny_config("existing", evaluator={"dataset": str(isolated / "nope")})),
+                         "not found"),
+        "storage.yaml": (yaml.safe_dump(tiny_config("existing", storage="postgresql://nobody@127.0.0.1:9/none")),
+                         "is unreachable"),
+        "changed.yaml": (yaml.safe_dump(tiny_config("existing", seed=7)), "different 'seed' settings"),
+        "space.yaml": (yaml.safe_dump(tiny_config("existing", space={"name": "resnet"})), "unknown space 'resnet'"),
+        "controller.yaml": (yaml.safe_dump(tiny_config("existing", controller={"name": "ppo"})),
+                            "unknown controller 'ppo'"),
+    }
+    for file_name, (text, message) in cases.items():
+        (isolated / file_name).write_text(text)
+        result = run_nas("search", "-c", str(isolated / file_name), "--runs-dir", str(isolated / "runs"),
+                         cwd=isolated)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (file_name, result.stderr[-1500:])
+        assert len(lines) == 1 and message in lines[0], (file_name, lines)
+    assert _fingerprint(isolated / "runs") == before
+
+
+@pytest.mark.slow
+def test_four_trial_campaign_exports_and_plots(isolated) -> None:
+    config = write_config(isolated, "four", workers=2)
+    result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"), cwd=isolated)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = isolated / "runs" / "four"
+    trials = stored_trials(run_dir, "four")
+    done = complete(trials)
+    assert len(done) == 4
+    for trial in done:
+        attrs = trial.user_attrs
+        assert 0.0 <= attrs["accuracy"] <= 1.0 and attrs["latency_ms"] > 0 and attrs["latency_p90_ms"] >= attrs[
+            "latency_p10_ms"]
+        assert attrs["latency_stamp"]["device"] == "CPU" and attrs["latency_source"] == "measured"
+        assert attrs["reward"] == pytest.approx(attrs["accuracy"] * (attrs["latency_ms"] / 5.0) ** -0.07)
+
+    shown = run_nas("results", str(run_dir))
+    assert shown.returncode == 0 and (run_dir / "trials.parquet").is_file() and "Pareto front" in shown.stdout
+
+    exported = run_nas("export", str(run_dir), "--pareto", "--best", "-o", str(isolated / "exports"))
+    assert exported.returncode == 0, exported.stderr
+    files = sorted((isolated / "exports").glob("*.yaml"))
+    assert files
+    by_number = {t.number: t for t in done}
+    for path in files:
+        info = read_provenance(path)
+        trial = by_number[info["trial"]]
+        spec = ArchSpec.from_yaml(path)
+        assert spec.arch_id == trial.user_attrs["arch_id"] == info["arch_id"]
+        counts = profile(spec)
+        assert (counts.params, counts.madds) == (trial.user_attrs["params"], trial.user_attrs["madds"])
+        assert info["campaign"] == "four" and info["latency_stamp"]["resolution"] == 16
+
+    plotted = run_nas("plot", str(run_dir))
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    for name in ("pareto.png", "pareto.html", "reward.png"):
+        assert (run_dir / name).stat().st_size > 1000
+    assert "mobilenet_v3_large" in (run_dir / "pareto.html").read_text()
+
+    storage = f"sqlite:///{run_dir / 'study.db'}"  # `optuna-dashboard <storage>` serves the campaign
+    studies = dashboard_get(storage, "/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["four"]
+    detail = dashboard_get(storage, f"/api/studies/{studies[0]['study_id']}")
+    assert sum(t["state"] == "Complete" for t in detail["trials"]) == 4
+
+
+def dashboard_get(storage: str, path: str) -> object:
+    """GET ``path`` from optuna-dashboard's WSGI app over ``storage``; the decoded JSON."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ.update(PATH_INFO=path, REQUEST_METHOD="GET", **{"wsgi.input": io.BytesIO()})
+    status: list = []
+    body = b"".join(wsgi(storage)(environ, lambda code, headers, *exc: status.append(code)))
+    assert status[0].startswith("200"), status
+    return json.loads(body)
+
+
+def test_optuna_dashboard_reads_a_study(isolated) -> None:
+    import optuna
+
+    storage = f"sqlite:///{isolated / 'study.db'}"
+    study = optuna.create_study(study_name="dash", storage=storage, direction="maximize")
+    trial = study.ask({"b0_op": optuna.distributions.CategoricalDistribution(["mbconv", "dwsep"])})
+    study.tell(trial, 0.5)
+    assert [s["study_name"] for s in dashboard_get(storage, "/api/studies")["study_summaries"]] == ["dash"]
+
+
+def _run_until(config: Path, runs: Path, name: str, finished: int, timeout: float = 600) -> None:
+    """Start a campaign, wait until ``finished`` trials are done and the next is running, SIGKILL it."""
+    env = dict(os.environ, GLOG_v="3")
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if (runs / name / "study.db").is_file():
+                try:
+                    trials = stored_trials(runs / name, name)
+                except Exception:  # the study is still being created
+                    trials = []
+                running = [t for t in trials if t.state.name == "RUNNING" and "spec_yaml" in t.user_attrs]
+                if len(complete(trials)) >= finished and running:
+                    time.sleep(3)  # well inside the next evaluation
+                    return
+            assert process.poll() is None, "the campaign ended before it could be killed"
+            time.sleep(0.5)
+        raise AssertionError("the campaign did not reach the kill point in time")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        process.wait()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
+    runs = isolated / "runs"
+    reference = write_config(isolated, "straight")
+    assert run_nas("search", "-c", str(reference), "--runs-dir", str(runs)).returncode == 0
+    expected = [t.user_attrs["arch_id"] for t in complete(stored_trials(runs / "straight", "straight"))]
+    assert len(expected) == 4
+
+    killed = write_config(isolated, "killed")
+    _run_until(killed, runs, "killed", finished=2)
+    trials = stored_trials(runs / "killed", "killed")
+    assert len(complete(trials)) == 2 and any(t.state.name == "RUNNING" for t in trials)
+
+    resumed = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = stored_trials(runs / "killed", "killed")
+    done = complete(trials)
+    assert len(done) == 4
+    evaluated = [t.user_attrs["arch_id"] for t in done if "reused_from" not in t.user_attrs]
+    assert len(evaluated) == len(set(evaluated))  # no architecture evaluated twice
+    assert [t.user_attrs["arch_id"] for t in done] == expected  # the same sequence as uninterrupted
+    interrupted = [t for t in trials if t.state.name == "FAIL"]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["error"]
+
+    again = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
+    assert again.returncode == 0 and "already has 4 finished trials" in again.stderr
