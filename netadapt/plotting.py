@@ -57,8 +57,10 @@ def plot_trajectory(ax: Any, history: Any, *, label: str | None = None, color: s
     budget = (summary or {}).get("budget_ms")
     if budget:
         ax.axvline(budget, color=tint, linestyle=":", linewidth=1)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("held-out top-1")
+    if not ax.get_xlabel():  # on a campaign's axes, keep its labels
+        ax.set_xlabel("latency (ms, measured)")
+    if not ax.get_ylabel():
+        ax.set_ylabel("accuracy (held out)")
     return line
 
 

@@ -127,7 +127,7 @@ def test_trajectory_is_drawn_on_given_axes(tmp_path) -> None:
     history.save()
     figure, ax = plt.subplots()
     line = plot_trajectory(ax, tmp_path, label="run")
-    assert np.allclose(line.get_xdata(), [10, 9, 8, 7]) and ax.get_xlabel() == "latency (ms)"
+    assert np.allclose(line.get_xdata(), [10, 9, 8, 7]) and ax.get_xlabel() == "latency (ms, measured)"
     plt.close(figure)
 
 
