@@ -210,8 +210,12 @@ def main() -> None:
         iteration = int(row["iteration"])
         folder = run_dir / ("seed" if iteration == 0 else f"iterations/{iteration:04d}")
         spec = ArchSpec.from_yaml(folder / "spec.yaml")
-        out_ckpt = work / "final" / f"budget_{budget:g}.ckpt"
-        top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt, log=lambda line: None)
+        earlier = [snap for snap in snapshots if snap["iteration"] == iteration]
+        if earlier:  # two budgets met by the same iteration: one network, one fine-tune
+            top1 = earlier[0]["top1"]
+        else:
+            out_ckpt = work / "final" / f"iteration_{iteration:04d}.ckpt"
+            top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt, log=lambda line: None)
         snapshots.append({"budget": budget, "iteration": iteration, "spec": spec, "top1": top1,
                           "short_term_top1": float(row["top1"]), "loop_latency_ms": float(row["latency_ms"]),
                           "predicted_ms": float(row["predicted_ms"])})
