@@ -16,7 +16,7 @@ from netadapt.proposals import TargetOptions
 from netadapt.worker import FineTuneSettings
 
 TARGETS = ("expand", "group", "stem", "head")
-RESUMABLE = ("max_iters", "long_term_epochs", "long_term_lr", "workers")
+RESUMABLE = ("max_iters", "long_term_epochs", "long_term_lr", "workers", "latency_repeats")
 
 
 def _positive_int(name: str, value: Any, low: int = 1) -> None:
@@ -56,6 +56,7 @@ class NetAdaptConfig:
     latency_resolution: int | None = None
     latency_batch: int = 1
     latency_threads: int | None = None
+    latency_repeats: int = 3
     device: str = "CPU"
     workers: int = 2
     seed: int = 0
@@ -95,6 +96,9 @@ class NetAdaptConfig:
         _positive_int("latency_batch", self.latency_batch)
         if self.latency_threads is not None:
             _positive_int("latency_threads", self.latency_threads)
+        _positive_int("latency_repeats", self.latency_repeats)
+        if self.latency_repeats > 25:
+            raise ValueError(f"netadapt.latency_repeats: must be at most 25 (got {self.latency_repeats!r})")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"netadapt.device: must be CPU, GPU or Ascend (got {self.device!r})")
         _positive_int("workers", self.workers)

@@ -17,8 +17,8 @@ A run killed mid-iteration resumes (``resume=True``) from the last finished iter
 of the unfinished one that were already fine-tuned are reused, not retrained.
 
 **Latency the loop goes by.** The seed is measured once at the start (``L0``). Every chosen network
-is then measured back to back with the seed, in one worker, and its latency is taken as
-``L0 * chosen / seed`` (``latency_ms`` in the history; the raw measurements are kept beside it):
+is then measured back to back with the seed, in one worker (``latency_repeats`` pairs, the median
+ratio counts), and its latency is taken as ``L0 * chosen / seed`` (``latency_ms`` in the history; the raw measurements are kept beside it):
 a change of load or clock between iterations cancels out, and a budget ratio means "this fraction
 of the seed's time, measured side by side". The loop stops when that measured latency meets the
 budget.
@@ -40,7 +40,7 @@ import yaml
 
 from netadapt.algorithm import Candidate, select
 from netadapt.channels import widths_text
-from netadapt.config import NetAdaptConfig
+from netadapt.config import RESUMABLE, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.history import History
 from netadapt.proposals import Proposal, propose, targets
@@ -204,7 +204,7 @@ class NetAdapt:
         if changed:
             name = changed[0]
             raise ResumeError(f"--resume: {name} was {getattr(previous, name)!r}, now {getattr(self.config, name)!r}; "
-                              f"a resumed run keeps its settings (only {', '.join(('max_iters', 'long_term_epochs', 'long_term_lr', 'workers'))} may change)")
+                              f"a resumed run keeps its settings (only {', '.join(RESUMABLE)} may change)")
         for key in ("arch_id", "ckpt_sha256", "data"):
             if saved["inputs"].get(key) != inputs.get(key):
                 raise ResumeError(f"--resume: the input {key} differs from the run in {str(self.out)!r} "
@@ -274,13 +274,19 @@ class NetAdapt:
         return state
 
     def _measure_beside_seed(self, spec: ArchSpec, initial_ms: float) -> tuple[float, Measurement, float]:
-        """``(latency, measurement, seed measurement)``: ``spec`` measured back to back with the seed."""
+        """``(latency, measurement, seed measurement)``: ``spec`` measured back to back with the seed,
+        ``latency_repeats`` pairs in one worker; the pair with the median ratio counts."""
         seed_spec = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml")
-        if hasattr(self.meter, "measure_many"):
-            seed_now, measured = self.meter.measure_many([seed_spec, spec])
-            return initial_ms * measured.median_ms / seed_now.median_ms, measured, seed_now.median_ms
-        measured = self.meter.measure(spec)
-        return measured.median_ms, measured, math.nan
+        if not hasattr(self.meter, "measure_many"):
+            measured = self.meter.measure(spec)
+            return measured.median_ms, measured, math.nan
+        repeats = self.config.latency_repeats
+        results = self.meter.measure_many([seed_spec, spec] * repeats)
+        pairs = [(results[2 * i], results[2 * i + 1]) for i in range(repeats)]
+        ratios = [measured.median_ms / seed_now.median_ms for seed_now, measured in pairs]
+        middle = sorted(range(repeats), key=lambda i: ratios[i])[repeats // 2]
+        seed_now, measured = pairs[middle]
+        return initial_ms * ratios[middle], measured, seed_now.median_ms
 
     def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Any) -> float:
         import mindspore as ms

@@ -1,8 +1,14 @@
 """NetAdapt end to end: a short run on a trained model meets its budget by *measured* latency,
 writes its history, resumes after the last finished iteration, and reports bad input clearly.
 
-Latency is real: a look-up table built here with ``latency.MindSporeBackend`` for the few
-pieces needed (groups and head at 32 px), and every chosen network measured by the backend.
+Latency is real: a look-up table built here with ``latency.MindSporeBackend`` for the pruning
+grid of the seed, and every chosen network measured by the backend beside the seed.
+
+The seed is a small MobileNetV3-style network (h-swish, SE with a hard-sigmoid gate, a residual
+group, the V3 head). It trains on digits at 32 px in seconds, and at the 128 px latency is
+measured at, its widths rather than per-op overheads set its latency; MobileNetV3-Small at 0.5
+width is not (its latency on a CPU at that size barely moves with its widths), so a budget it
+"met" would be met by noise.
 """
 from __future__ import annotations
 
@@ -22,12 +28,21 @@ from netadapt.history import COLUMNS, read_history
 from netadapt.proposals import TargetOptions, propose, targets, valid_widths
 from netadapt.resources import AnchoredEstimate
 from nas.cli import main
-from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec
-from search_spaces import references
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, StemSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESOLUTION = 32
-GROUPS_AND_HEAD = TargetOptions(expand=False)
+LATENCY_RESOLUTION = 128
+
+
+def compact_v3() -> ArchSpec:
+    se = SESpec(0.25, base="expand", gate="hsigmoid", divisor=8)
+    return ArchSpec(stem=StemSpec(16, act="hswish"), head=HeadSpec("mobilenet_v3", 192, act="hswish", hidden=256),
+                    blocks=(BlockSpec("mbconv", 24, stride=2, expand=(96,)),
+                            BlockSpec("mbconv", 24, kernel=(5,), repeats=2, expand=(96, 96), se=se, act="hswish"),
+                            BlockSpec("mbconv", 48, stride=2, expand=(144,), se=se, act="hswish")),
+                    family="mobilenet_v3", num_classes=10, resolution=RESOLUTION, bn_momentum=0.9, bn_eps=1e-5,
+                    name="compact_v3")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +52,8 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def seed_model(workdir: Path) -> tuple[Path, Path]:
-    """MobileNetV3-Small at 0.5 width trained briefly on digits at 32 px (NetAdapt's held-out split
-    is held out here too: same seed and fraction)."""
+    """The seed trained briefly on digits at 32 px (NetAdapt's held-out split is held out here
+    too: same seed and fraction)."""
     import mindspore as ms
 
     from nas.builder import build_network
@@ -47,10 +62,9 @@ def seed_model(workdir: Path) -> tuple[Path, Path]:
     from nas.train import TrainConfig, Trainer, evaluate
 
     ms.set_context(mode=ms.GRAPH_MODE)
-    spec = references.get("mobilenet_v3_small", 0.5).replace(num_classes=10, resolution=RESOLUTION,
-                                                             name="v3_small_050")
+    spec = compact_v3()
     data = open_data(DataConfig("digits", resolution=RESOLUTION, held_out=0.2, seed=0))
-    config = TrainConfig(epochs=3, batch_size=32, base_batch=32, lr=0.05, warmup_epochs=0.3)
+    config = TrainConfig(epochs=4, batch_size=32, base_batch=32, lr=0.1, warmup_epochs=0.3)
     net = build_network(spec, seed=0)
     Trainer(net, config, data.steps_per_epoch(32)).fit(lambda epoch: data.train(32, epoch=epoch))
     assert evaluate(net, data.held_out(512)).top1 > 0.5  # it learned something: pruning has accuracy to lose
@@ -62,13 +76,15 @@ def seed_model(workdir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def lut_dir(workdir: Path, seed_model) -> Path:
-    """A real look-up table for the groups and the head of the seed, built by measuring."""
+    """A real look-up table of the seed's pruning grid (every 4th width), built by measuring.
+    Uncalibrated: NetAdapt uses only its relative predictions, and a fit to a handful of
+    end-to-end measurements on a shared machine would add noise."""
     from latency.mindspore_backend import MindSporeBackend
     from netadapt.resources import build_netadapt_lut
 
     spec = ArchSpec.from_yaml(seed_model[0])
-    backend = MindSporeBackend("CPU", resolution=RESOLUTION, max_repeats=40)
-    build_netadapt_lut(workdir / "lut", spec, backend, step=8, options=GROUPS_AND_HEAD, grid_step=8, calibration=2,
+    backend = MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, max_repeats=40)
+    build_netadapt_lut(workdir / "lut", spec, backend, step=8, options=TargetOptions(), grid_step=4, calibration=0,
                        log=lambda line: None)
     return workdir / "lut"
 
@@ -82,7 +98,8 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
 def _common(seed_model, lut_dir: Path) -> list:
     spec, ckpt = seed_model
     return ["netadapt", "--spec", spec, "--ckpt", ckpt, "--data", "digits", "--lut", lut_dir,
-            "--resolution", RESOLUTION, "--batch-size", 32, "--short-term-steps", 4]
+            "--resolution", RESOLUTION, "--latency-resolution", LATENCY_RESOLUTION, "--batch-size", 32,
+            "--short-term-steps", 4]
 
 
 @pytest.mark.slow
@@ -92,7 +109,7 @@ def test_the_largest_width_that_meets_the_constraint_is_proposed(seed_model, lut
     spec = ArchSpec.from_yaml(seed_model[0])
     lut = LatencyLUT(lut_dir)
     estimate = AnchoredEstimate(lut, spec, measured_ms=10.0)
-    for target in targets(spec, GROUPS_AND_HEAD):
+    for target in targets(spec):
         widths = list(valid_widths(spec, target, 8))
         if len(widths) < 2:
             continue
@@ -107,13 +124,13 @@ def test_the_largest_width_that_meets_the_constraint_is_proposed(seed_model, lut
 def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
     out = workdir / "run_ray"
     code, printed, errors = _cli(_common(seed_model, lut_dir) + [
-        "--budget-ratio", 0.9, "--schedule", "fixed", "--fixed-ratio", 0.1, "--targets", "group,head",
+        "--budget-ratio", 0.85, "--schedule", "fixed", "--fixed-ratio", 0.1, "--targets", "expand,head",
         "--max-iters", 4, "--long-term-epochs", 1, "--workers", 2, "-o", out], capsys)
     assert code == 0, errors
     summary = json.loads((out / "summary.json").read_text())
     assert summary["budget_met_by_measurement"] is True
     assert summary["last_iteration_latency_ms"] <= summary["budget_ms"]
-    assert summary["budget_ms"] == pytest.approx(0.9 * summary["initial_ms"])
+    assert summary["budget_ms"] == pytest.approx(0.85 * summary["initial_ms"])
     final = summary["final"]
     assert final["measured_ms"] > 0 and final["predicted_ms"] > 0  # both reported
     assert "measured" in printed and "predicted" in printed
@@ -148,7 +165,8 @@ def _run_subprocess(args: list, log: Path) -> subprocess.Popen:
 def test_resume_after_finished_and_interrupted_iterations(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
     out = workdir / "run_resume"
     args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.2, "--schedule", "fixed", "--fixed-ratio", 0.02,
-                                           "--targets", "head", "--long-term-epochs", 0, "--workers", 1, "-o", out]
+                                           "--targets", "head", "--long-term-epochs", 0, "--workers", 1, "--latency-repeats", 1,
+                                           "-o", out]
     code, _, errors = _cli(args + ["--max-iters", 1], capsys)
     assert code == 0, errors
     first = read_history(out)
@@ -186,7 +204,7 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
     assert code == 2 and "nothing to do" in errors and len(errors.strip().splitlines()) == 1
     # A checkpoint of another network.
     other = workdir / "other.yaml"
-    other.write_text(references.get("mobilenet_v3_small", 0.75).replace(num_classes=10).to_yaml())
+    other.write_text(compact_v3().with_block(2, out=56).to_yaml())
     args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.5, "-o", workdir / "mismatch"]
     args[args.index("--spec") + 1] = other
     code, _, errors = _cli(args, capsys)
@@ -196,7 +214,7 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
     from latency.mindspore_backend import MindSporeBackend
 
     empty = workdir / "empty_lut"
-    LatencyLUT(empty, MindSporeBackend("CPU", resolution=RESOLUTION).stamp(resolution=RESOLUTION))
+    LatencyLUT(empty, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION).stamp(resolution=LATENCY_RESOLUTION))
     args = _common(seed_model, empty) + ["--budget-ratio", 0.5, "-o", workdir / "miss"]
     code, _, errors = _cli(args, capsys)
     assert code == 2 and "look-up table miss" in errors

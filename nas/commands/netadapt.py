@@ -8,7 +8,8 @@ from typing import Any
 # CLI flag -> NetAdaptConfig field (None values are not overrides)
 _FIELDS = ("budget_ms", "budget_ratio", "max_iters", "schedule", "initial_ratio", "decay", "fixed_ratio", "selection",
            "step_multiple", "min_width", "short_term_steps", "batch_size", "lr", "long_term_epochs", "long_term_lr",
-           "resolution", "latency_resolution", "latency_batch", "latency_threads", "device", "workers", "seed",
+           "resolution", "latency_resolution", "latency_batch", "latency_threads", "latency_repeats", "device", "workers",
+           "seed",
            "lut_grid_step", "lut_calibration")
 
 
@@ -94,6 +95,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="resolution latency is measured at (default: the training resolution)")
     parser.add_argument("--latency-batch", type=int, default=None, help="batch latency is measured at (1)")
     parser.add_argument("--latency-threads", type=int, default=None, help="CPU threads for latency (default: all)")
+    parser.add_argument("--latency-repeats", type=int, default=None,
+                        help="seed/network pairs measured per chosen network; the median ratio counts (3)")
     parser.add_argument("--device", default=None, help="CPU, GPU or Ascend (default CPU)")
     parser.add_argument("--workers", type=int, default=None,
                         help="proposals fine-tuned in parallel on Ray (default 2; 1 runs them here without Ray)")
