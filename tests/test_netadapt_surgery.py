@@ -195,6 +195,7 @@ def test_proposals_keep_structure_and_expansion_free_layers() -> None:
 # ----- real networks ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCES)
 def test_keeping_every_filter_leaves_outputs_unchanged(name: str) -> None:
     spec = _small(name)
@@ -204,6 +205,7 @@ def test_keeping_every_filter_leaves_outputs_unchanged(name: str) -> None:
     np.testing.assert_array_equal(before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCES)
 def test_removing_silent_filters_keeps_outputs_equal(name: str) -> None:
     spec = _small(name)
@@ -225,6 +227,7 @@ def test_removing_silent_filters_keeps_outputs_equal(name: str) -> None:
         assert len(keep) <= layout.widths[key] or key[0] == "se"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCES)
 def test_shrunk_networks_keep_residuals_and_se_depthwise_shapes(name: str) -> None:
     spec = _small(name)
@@ -276,6 +279,7 @@ def test_a_growing_squeeze_width_gets_silent_units() -> None:
     assert np.abs(before - after).max() <= 1e-5 * max(1.0, np.abs(before).max())
 
 
+@pytest.mark.slow
 def test_surgery_on_an_imported_mindcv_checkpoint(tmp_path) -> None:
     """A MindCV model brought in by ``nas import mindcv`` prunes like one of ours."""
     import mindcv
