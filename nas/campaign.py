@@ -271,44 +271,59 @@ class Campaign:
 
         self.log(f"campaign {config.name!r}: {progress.finished}/{budget} finished; storage {self.storage_url}; "
                  f"{config.workers} worker(s) on Ray")
-        try:
-            for _ in range(100 * budget + 100):  # bounded: every pass finishes, submits or waits
-                while len(in_flight) < config.workers and not deadline_passed() and (self.to_rerun or open_slots() > 0):
-                    job = self._next_job(profile)
-                    arch = job["arch_id"]
-                    if arch in evaluated:
-                        self._finish(job, dict(evaluated[arch].user_attrs), progress, reused=evaluated[arch].number)
-                        continue
-                    twins = [j for j in in_flight.values() if j["arch_id"] == arch]
-                    if twins:
-                        waiting.setdefault(arch, []).append(job)
-                        continue
-                    in_flight[executor.submit(job)] = job
-                if not in_flight:
-                    stopped_early = deadline_passed() and progress.finished < budget
-                    break
-                for future, outcome in executor.wait(list(in_flight), timeout=1.0):
-                    job = in_flight.pop(future)
-                    if isinstance(outcome, BaseException):
-                        self._fail(job, outcome, progress)
+        limit = config.budget.trials if config.budget.max_failed is None else config.budget.max_failed
+        timeout = config.evaluator.timeout_s
+        # Bounded: every pass submits, finishes or waits up to a second, and no trial runs past its timeout.
+        max_passes = int((budget + len(self.to_rerun) + limit + 2) * (timeout + 60) * 2)
+        with StopRequest() as stop:
+            try:
+                for _ in range(max_passes):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    while len(in_flight) < config.workers and not deadline_passed() and (
+                            self.to_rerun or open_slots() > 0):
+                        job = self._next_job(profile)
+                        arch = job["arch_id"]
+                        if arch in evaluated:
+                            self._finish(job, dict(evaluated[arch].user_attrs), progress,
+                                         reused=evaluated[arch].number)
+                            continue
+                        if any(other["arch_id"] == arch for other in in_flight.values()):
+                            waiting.setdefault(arch, []).append(job)
+                            continue
+                        in_flight[executor.submit(job)] = job
+                    if not in_flight:
+                        stopped_early = deadline_passed() and progress.finished < budget
+                        break
+                    outcomes = executor.wait(list(in_flight), timeout=1.0)
+                    now = time.monotonic()
+                    for future, job in list(in_flight.items()):
+                        if now - job["submitted"] > timeout and all(future is not f for f, _ in outcomes):
+                            executor.cancel([future])
+                            outcomes.append((future, CampaignError(f"evaluation timed out after {timeout:g} s "
+                                                                   "(evaluator.timeout_s)")))
+                    for future, outcome in outcomes:
+                        job = in_flight.pop(future)
+                        if isinstance(outcome, BaseException):
+                            self._fail(job, outcome, progress)
+                            for twin in waiting.pop(job["arch_id"], []):
+                                in_flight[executor.submit(twin)] = twin
+                            continue
+                        attrs = self._finish(job, outcome, progress)
+                        evaluated[job["arch_id"]] = attrs["_trial"]
                         for twin in waiting.pop(job["arch_id"], []):
-                            in_flight[executor.submit(twin)] = twin
-                        continue
-                    attrs = self._finish(job, outcome, progress)
-                    evaluated[job["arch_id"]] = attrs["_trial"]
-                    for twin in waiting.pop(job["arch_id"], []):
-                        self._finish(twin, outcome, progress, reused=attrs["_trial"].number)
-                    self.log(progress.line(config.workers, len(in_flight)))
-        except KeyboardInterrupt:
-            interrupted = True
-            self.log("interrupted: stopping the running trials; re-run the same command to resume")
-        finally:
-            if in_flight or waiting:
-                executor.cancel(list(in_flight))
-                for job in list(in_flight.values()) + [j for jobs in waiting.values() for j in jobs]:
-                    self._tell_failure(job, INTERRUPTED)
-            executor.close()
-            self._write_tables()
+                            self._finish(twin, outcome, progress, reused=attrs["_trial"].number)
+                        self.log(progress.line(config.workers, len(in_flight)))
+            except KeyboardInterrupt:
+                interrupted = True
+                self.log("interrupted: stopping the running trials; re-run the same command to resume")
+            finally:
+                if in_flight or waiting:
+                    executor.cancel(list(in_flight))
+                    for job in list(in_flight.values()) + [j for jobs in waiting.values() for j in jobs]:
+                        self._tell_failure(job, INTERRUPTED)
+                executor.close()
+                self._write_tables()
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
@@ -449,9 +464,27 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def install_sigterm_as_interrupt() -> None:
-    """Let SIGTERM stop a campaign as cleanly as Ctrl-C."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+class StopRequest:
+    """Ctrl-C and SIGTERM ask the loop to stop; the loop checks between waits.
 
-    signal.signal(signal.SIGTERM, handler)
+    Installed after Ray starts (Ray replaces the handlers of a driver), so that a signal never
+    lands inside one of Ray's blocking calls.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
