@@ -245,6 +245,20 @@ def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
     again = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
     assert again.returncode == 0 and "already has 4 finished trials" in again.stderr
 
+    # --rerun-failed retries the interrupted trial's architecture; it was evaluated meanwhile (it was
+    # proposed again), so the stored result is reused instead of evaluating it a second time.
+    rerun = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    done = complete(stored_trials(runs / "killed", "killed"))
+    assert len(done) == 5
+    assert done[-1].user_attrs["arch_id"] == interrupted[0].user_attrs["arch_id"]
+    source = {t.number: t for t in done}[done[-1].user_attrs["reused_from"]]
+    assert source.user_attrs["latency_ms"] == done[-1].user_attrs["latency_ms"]
+    assert len([t for t in done if "reused_from" not in t.user_attrs]) == 4
+    assert done[-1].user_attrs["rerun_of"] == interrupted[0].number
+    once = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
+    assert once.returncode == 0 and len(complete(stored_trials(runs / "killed", "killed"))) == 5  # retried once
+
 
 def _start(config: Path, runs: Path) -> subprocess.Popen:
     env = dict(os.environ, GLOG_v="3")
@@ -319,3 +333,28 @@ def test_ctrl_c_stops_cleanly_and_records_the_interruption(isolated) -> None:
     assert (runs / "stopped" / "controller.pkl").is_file() and (runs / "stopped" / "trials.csv").is_file()
     time.sleep(1)
     assert not _ray_task_pids()  # the running evaluation was stopped with the campaign
+
+
+@pytest.mark.slow
+def test_address_joins_an_existing_ray_cluster(isolated) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    env = dict(os.environ, GLOG_v="3", RAY_USAGE_STATS_ENABLED="0")
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        config = write_config(isolated, "joined", budget={"trials": 1})
+        result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"),
+                         "--address", f"127.0.0.1:{port}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
+        status = subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0  # the campaign joined the cluster and left it running
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
+
