@@ -11,7 +11,8 @@ Resume (re-running the same config):
 - trials that were running when the driver died are marked FAIL ("interrupted") and proposed
   again: the controller state is the one saved after the last tell, so with one worker and the
   same seed the sequence of architectures is that of an uninterrupted run;
-- ``rerun_failed`` evaluates the architectures of failed trials again.
+- ``rerun_failed`` evaluates the architectures of failed trials again (each failed trial once; its
+  re-run records ``rerun_of``).
 """
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ class Campaign:
                                            study_name=config.name, **dict(config.controller.options))
         self.study = self.controller.study
         self.state_path = self.run_dir / STATE_FILE
-        self.to_rerun: list[dict[str, Any]] = []
+        self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
         if self.state_path.is_file():
             self._recover(load_state)
         else:
@@ -176,7 +177,7 @@ class Campaign:
                 # Asked before the last save and running when the driver died: fail it for the
                 # controller, and evaluate its architecture again outside the controller.
                 self.controller.tell(number, self._failed(INTERRUPTED))
-                self.to_rerun.append(dict(trial.params))
+                self.to_rerun.append((dict(trial.params), trial.number))
             else:  # told to the study just before the driver died, but not yet to the controller
                 self.controller.replay(trial)
         self._fail_running(set(self.controller.pending_numbers()))
@@ -212,13 +213,13 @@ class Campaign:
 
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
-    def _evaluated(self) -> dict[str, Any]:
-        """arch_id -> the first finished trial that evaluated it (not a reuse)."""
-        found: dict[str, Any] = {}
+    def _evaluated(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """arch_id -> (number, attributes) of the first finished trial that evaluated it."""
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
         for trial in self._finished_trials():
             arch = trial.user_attrs.get("arch_id")
             if arch and "reused_from" not in trial.user_attrs and arch not in found:
-                found[arch] = trial
+                found[arch] = (trial.number, dict(trial.user_attrs))
         return found
 
     def _value(self, attrs: dict[str, Any]) -> Any:
@@ -248,8 +249,10 @@ class Campaign:
         rewards = [t.user_attrs.get("reward") for t in finished if t.user_attrs.get("reward") is not None]
         progress.best = max(rewards) if rewards else float("nan")
         if rerun_failed:
-            self.to_rerun += [dict(t.params) for t in self.study.get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.FAIL,)) if t.params]
+            trials = self.study.get_trials(deepcopy=False)
+            retried = {t.user_attrs.get("rerun_of") for t in trials} | {number for _, number in self.to_rerun}
+            self.to_rerun += [(dict(t.params), t.number) for t in trials
+                              if t.state == optuna.trial.TrialState.FAIL and t.params and t.number not in retried]
         started = time.monotonic()
         if progress.finished >= budget and not self.to_rerun:
             self.log(f"campaign {config.name!r} already has {progress.finished} finished trials (budget {budget})")
@@ -271,52 +274,67 @@ class Campaign:
 
         self.log(f"campaign {config.name!r}: {progress.finished}/{budget} finished; storage {self.storage_url}; "
                  f"{config.workers} worker(s) on Ray")
-        try:
-            for _ in range(100 * budget + 100):  # bounded: every pass finishes, submits or waits
-                while len(in_flight) < config.workers and not deadline_passed() and (self.to_rerun or open_slots() > 0):
-                    job = self._next_job(profile)
-                    arch = job["arch_id"]
-                    if arch in evaluated:
-                        self._finish(job, dict(evaluated[arch].user_attrs), progress, reused=evaluated[arch].number)
-                        continue
-                    twins = [j for j in in_flight.values() if j["arch_id"] == arch]
-                    if twins:
-                        waiting.setdefault(arch, []).append(job)
-                        continue
-                    in_flight[executor.submit(job)] = job
-                if not in_flight:
-                    stopped_early = deadline_passed() and progress.finished < budget
-                    break
-                for future, outcome in executor.wait(list(in_flight), timeout=1.0):
-                    job = in_flight.pop(future)
-                    if isinstance(outcome, BaseException):
-                        self._fail(job, outcome, progress)
+        limit = config.budget.trials if config.budget.max_failed is None else config.budget.max_failed
+        timeout = config.evaluator.timeout_s
+        # Bounded: every pass submits, finishes or waits up to a second, and no trial runs past its timeout.
+        max_passes = int((budget + len(self.to_rerun) + limit + 2) * (timeout + 60) * 2)
+        with StopRequest() as stop:
+            try:
+                for _ in range(max_passes):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    while len(in_flight) < config.workers and not deadline_passed() and (
+                            self.to_rerun or open_slots() > 0):
+                        job = self._next_job(profile)
+                        arch = job["arch_id"]
+                        if arch in evaluated:
+                            number, stored = evaluated[arch]
+                            self._finish(job, stored, progress, reused=number)
+                            continue
+                        if any(other["arch_id"] == arch for other in in_flight.values()):
+                            waiting.setdefault(arch, []).append(job)
+                            continue
+                        in_flight[executor.submit(job)] = job
+                    if not in_flight:
+                        stopped_early = deadline_passed() and progress.finished < budget
+                        break
+                    outcomes = executor.wait(list(in_flight), timeout=1.0)
+                    now = time.monotonic()
+                    for future, job in list(in_flight.items()):
+                        if now - job["submitted"] > timeout and all(future is not f for f, _ in outcomes):
+                            executor.cancel([future])
+                            outcomes.append((future, CampaignError(f"evaluation timed out after {timeout:g} s "
+                                                                   "(evaluator.timeout_s)")))
+                    for future, outcome in outcomes:
+                        job = in_flight.pop(future)
+                        if isinstance(outcome, BaseException):
+                            self._fail(job, outcome, progress)
+                            for twin in waiting.pop(job["arch_id"], []):
+                                in_flight[executor.submit(twin)] = twin
+                            continue
+                        evaluated[job["arch_id"]] = (job["trial"], self._finish(job, outcome, progress))
                         for twin in waiting.pop(job["arch_id"], []):
-                            in_flight[executor.submit(twin)] = twin
-                        continue
-                    attrs = self._finish(job, outcome, progress)
-                    evaluated[job["arch_id"]] = attrs["_trial"]
-                    for twin in waiting.pop(job["arch_id"], []):
-                        self._finish(twin, outcome, progress, reused=attrs["_trial"].number)
-                    self.log(progress.line(config.workers, len(in_flight)))
-        except KeyboardInterrupt:
-            interrupted = True
-            self.log("interrupted: stopping the running trials; re-run the same command to resume")
-        finally:
-            if in_flight or waiting:
-                executor.cancel(list(in_flight))
-                for job in list(in_flight.values()) + [j for jobs in waiting.values() for j in jobs]:
-                    self._tell_failure(job, INTERRUPTED)
-            executor.close()
-            self._write_tables()
+                            self._finish(twin, outcome, progress, reused=job["trial"])
+                        self.log(progress.line(config.workers, len(in_flight)))
+            except KeyboardInterrupt:
+                interrupted = True
+                self.log("interrupted: stopping the running trials; re-run the same command to resume")
+            finally:
+                if in_flight or waiting:
+                    executor.cancel(list(in_flight))
+                    for job in list(in_flight.values()) + [j for jobs in waiting.values() for j in jobs]:
+                        self._tell_failure(job, INTERRUPTED)
+                executor.close()
+                self._write_tables()
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
 
     def _next_job(self, profile: Callable[..., Any]) -> dict[str, Any]:
         """Ask the controller (or take a re-run) and describe the evaluation."""
+        rerun_of = None
         if self.to_rerun:
-            decisions = self.to_rerun.pop(0)
+            decisions, rerun_of = self.to_rerun.pop(0)
             trial = self.controller.ask_fixed(decisions)
         else:
             trial = self.controller.ask()
@@ -325,15 +343,16 @@ class Campaign:
         counts = profile(spec)
         attrs = {"decisions": decisions, "spec_yaml": spec.to_yaml(), "arch_id": spec.arch_id, "params": counts.params,
                  "madds": counts.madds, "seed": self.config.seed}
+        if rerun_of is not None:
+            attrs["rerun_of"] = rerun_of
         self.controller.set_user_attrs(trial.number, attrs)
         return {"trial": trial.number, "arch_id": spec.arch_id, "spec_yaml": attrs["spec_yaml"], "attempts": 0,
                 "submitted": time.monotonic()}
 
     def _finish(self, job: dict[str, Any], outcome: dict[str, Any], progress: Progress,
                 reused: int | None = None) -> dict[str, Any]:
-        attrs = {key: value for key, value in outcome.items() if not key.startswith("_")}
-        for key in ("decisions", "spec_yaml", "arch_id", "params", "madds", "seed", "reused_from", "error"):
-            attrs.pop(key, None)
+        own = ("decisions", "spec_yaml", "arch_id", "params", "madds", "seed", "reused_from", "error", "rerun_of")
+        attrs = {key: value for key, value in outcome.items() if key not in own}
         attrs = self._score(attrs)
         if reused is not None:
             attrs["reused_from"] = reused
@@ -345,7 +364,6 @@ class Campaign:
         self._save_state()
         progress.finished += 1
         progress.best = attrs["reward"] if progress.best != progress.best else max(progress.best, attrs["reward"])
-        attrs["_trial"] = self.study.get_trials(deepcopy=False)[job["trial"]]
         return attrs
 
     def _fail(self, job: dict[str, Any], error: BaseException, progress: Progress) -> None:
@@ -449,9 +467,27 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def install_sigterm_as_interrupt() -> None:
-    """Let SIGTERM stop a campaign as cleanly as Ctrl-C."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+class StopRequest:
+    """Ctrl-C and SIGTERM ask the loop to stop; the loop checks between waits.
 
-    signal.signal(signal.SIGTERM, handler)
+    Installed after Ray starts (Ray replaces the handlers of a driver), so that a signal never
+    lands inside one of Ray's blocking calls.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)

@@ -130,8 +130,10 @@ class EvaluatorConfig:
     augment: bool = False
     threads: int = 1
     max_loss: float = 1e4
+    timeout_s: float = 7200.0
 
     def __post_init__(self) -> None:
+        _number("evaluator.timeout_s", self.timeout_s, low=1.0)
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"evaluator.dataset: must be 'digits' or a directory (got {self.dataset!r})")
         _positive_int("evaluator.resolution", self.resolution, 8)

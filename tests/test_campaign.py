@@ -244,3 +244,117 @@ def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
 
     again = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
     assert again.returncode == 0 and "already has 4 finished trials" in again.stderr
+
+    # --rerun-failed retries the interrupted trial's architecture; it was evaluated meanwhile (it was
+    # proposed again), so the stored result is reused instead of evaluating it a second time.
+    rerun = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    done = complete(stored_trials(runs / "killed", "killed"))
+    assert len(done) == 5
+    assert done[-1].user_attrs["arch_id"] == interrupted[0].user_attrs["arch_id"]
+    source = {t.number: t for t in done}[done[-1].user_attrs["reused_from"]]
+    assert source.user_attrs["latency_ms"] == done[-1].user_attrs["latency_ms"]
+    assert len([t for t in done if "reused_from" not in t.user_attrs]) == 4
+    assert done[-1].user_attrs["rerun_of"] == interrupted[0].number
+    once = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
+    assert once.returncode == 0 and len(complete(stored_trials(runs / "killed", "killed"))) == 5  # retried once
+
+
+def _start(config: Path, runs: Path) -> subprocess.Popen:
+    env = dict(os.environ, GLOG_v="3")
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _ray_task_pids() -> list[int]:
+    """Ray workers currently running an evaluation (their process title names the task)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::evaluate_candidate"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_for(predicate, seconds: float, process: subprocess.Popen) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert process.poll() is None, process.stderr.read()[-2000:] if process.stderr else "ended early"
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.mark.slow
+def test_a_dead_worker_fails_its_trial_and_the_campaign_goes_on(isolated) -> None:
+    runs = isolated / "runs"
+    config = write_config(isolated, "crash", retries=0, budget={"trials": 2})
+    process = _start(config, runs)
+    try:
+        victim = _wait_for(_ray_task_pids, 300, process)[0]
+        time.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-2000:]
+    trials = stored_trials(runs / "crash", "crash")
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(complete(trials)) == 2 and len(failed) == 1
+    assert "died" in failed[0].user_attrs["error"].lower() or "crash" in failed[0].user_attrs["error"].lower()
+    assert "failed" in stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_records_the_interruption(isolated) -> None:
+    runs = isolated / "runs"
+    config = write_config(isolated, "stopped")
+    process = _start(config, runs)
+    try:
+        _wait_for(_ray_task_pids, 300, process)
+        time.sleep(2)
+        os.kill(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Resume: nas search -c" in stdout
+    trials = stored_trials(runs / "stopped", "stopped")
+    assert [t.state.name for t in trials] == ["FAIL"]
+    assert "interrupted" in trials[0].user_attrs["error"]
+    assert (runs / "stopped" / "controller.pkl").is_file() and (runs / "stopped" / "trials.csv").is_file()
+    time.sleep(1)
+    assert not _ray_task_pids()  # the running evaluation was stopped with the campaign
+
+
+@pytest.mark.slow
+def test_address_joins_an_existing_ray_cluster(isolated) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    env = dict(os.environ, GLOG_v="3", RAY_USAGE_STATS_ENABLED="0")
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        config = write_config(isolated, "joined", budget={"trials": 1})
+        result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"),
+                         "--address", f"127.0.0.1:{port}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
+        status = subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0  # the campaign joined the cluster and left it running
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
+

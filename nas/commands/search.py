@@ -10,7 +10,7 @@ REFERENCE_MODELS = ("mobilenet_v3_small", "mobilenet_v3_large", "mnasnet_a1", "m
 
 
 def _search(args: argparse.Namespace) -> int:
-    from nas.campaign import Campaign, install_sigterm_as_interrupt
+    from nas.campaign import Campaign
     from nas.campaign_config import load_config
 
     config = load_config(args.config)
@@ -22,7 +22,6 @@ def _search(args: argparse.Namespace) -> int:
     if args.trials is not None:
         changes["budget"] = dataclasses.replace(config.budget, trials=args.trials)
     config = dataclasses.replace(config, **changes)
-    install_sigterm_as_interrupt()
     campaign = Campaign(config, args.runs_dir)
     try:
         summary = campaign.run(rerun_failed=args.rerun_failed)
