@@ -226,12 +226,24 @@ class _FolderData(Data):
     def _class_names(root: Path) -> list[str]:
         return sorted(entry.name for entry in root.iterdir() if entry.is_dir())
 
-    def _source(self, root: Path, *, shuffle: bool, shard: tuple[int, int] | None = None) -> Any:
+    def _source(self, root: Path, *, shuffle: bool = False, shard: tuple[int, int] | None = None,
+                sampler: Any = None) -> Any:
         import mindspore.dataset as ds
 
         indexing = {name: index for index, name in enumerate(self._class_names(self.root))}
+        if sampler is not None:
+            return ds.ImageFolderDataset(str(root), sampler=sampler, class_indexing=indexing,
+                                         extensions=list(IMAGE_SUFFIXES))
         return ds.ImageFolderDataset(str(root), shuffle=shuffle, class_indexing=indexing,
                                      extensions=list(IMAGE_SUFFIXES), **_shard_kwargs(shard))
+
+    def _split_indices(self, split: str) -> list[int]:
+        """The images of ``split``: a permutation seeded by the data seed alone, so the held-out
+        images never change with the epoch or the shard."""
+        total = self.sizes["train"] + self.sizes["held_out"]
+        order = np.random.RandomState(self.config.seed).permutation(total)
+        held = self.sizes["held_out"]
+        return sorted(int(i) for i in (order[:held] if split == "held_out" else order[held:]))
 
     def _pipeline(self, split: str, batch_size: int, *, shuffle: bool, shard: tuple[int, int] | None,
                   drop_remainder: bool) -> Any:
@@ -241,19 +253,13 @@ class _FolderData(Data):
 
         if split == "validation":
             assert self.official is not None
-            dataset = self._source(self.official, shuffle=False, shard=shard)
+            dataset = self._source(self.official, shard=shard)
         else:
-            # A fixed split seeded by the data seed alone: the first part trains, the rest is held out.
-            order_seed = ds.config.get_seed()
-            ds.config.set_seed(self.config.seed)
-            full = self._source(self.root, shuffle=False)
-            train_part, held_part = full.split([self.sizes["train"], self.sizes["held_out"]], randomize=True)
-            ds.config.set_seed(order_seed)
-            dataset = train_part if split == "train" else held_part
+            indices = self._split_indices(split)
             if shard is not None:
-                dataset = dataset.shard(num_shards=shard[0], shard_id=shard[1])
-            if shuffle:
-                dataset = dataset.shuffle(buffer_size=min(10000, self.sizes["train"]))
+                indices = indices[shard[1]::shard[0]]
+            sampler = ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
+            dataset = self._source(self.root, sampler=sampler)
         steps = _image_transforms(self.config.resolution, split == "train", self.config.augment, decoded=False)
         dataset = dataset.map(steps, input_columns=["image"], num_parallel_workers=self.config.workers)
         dataset = dataset.map(transforms.TypeCast(ms.int32), input_columns=["label"])

@@ -22,11 +22,22 @@ class ReferencePoint:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """A NetAdapt run: (latency, accuracy) of the chosen network per iteration."""
+    """A NetAdapt run: (latency, accuracy) of the chosen network per iteration, and its folder."""
 
     name: str
     latency_ms: Sequence[float]
     accuracy: Sequence[float]
+    source: str | None = None
+
+
+def load_trajectory(run_dir: str | Path) -> Trajectory:
+    """The trajectory of a NetAdapt run directory (its history file)."""
+    from netadapt.history import read_history, trajectory
+
+    chosen = trajectory(read_history(run_dir))
+    latency = chosen["latency_ms"].fillna(chosen["measured_ms"])
+    return Trajectory(name=f"NetAdapt {Path(run_dir).name}", latency_ms=[float(v) for v in latency],
+                      accuracy=[float(v) for v in chosen["top1"]], source=str(run_dir))
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,9 @@ def write_png(data: PlotData, path: str | Path) -> Path:
     frame = data.frame
     done = frame[(frame["state"] == "COMPLETE") & frame["accuracy"].notna() & frame["latency_ms"].notna()]
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    axes.scatter(done["latency_ms"], done["accuracy"], s=22, color="#9aa7b8", label="trials", zorder=2)
-    front = done[done["pareto"]].sort_values("latency_ms")
+    if not done.empty:
+        axes.scatter(done["latency_ms"], done["accuracy"], s=22, color="#9aa7b8", label="trials", zorder=2)
+    front = done[done["pareto"].astype(bool)].sort_values("latency_ms")
     if not front.empty:
         axes.plot(front["latency_ms"], front["accuracy"], "-o", color="#d1495b", ms=6, label="Pareto front", zorder=3)
     for level, latencies, accuracies in iso_lines(data):
@@ -116,11 +128,21 @@ def write_png(data: PlotData, path: str | Path) -> Path:
                          label=reference.name, zorder=4)
         else:
             axes.axvline(reference.latency_ms, color=colour, ls="-.", lw=1, label=f"{reference.name} (latency)")
-    for trajectory in data.trajectories:
-        axes.plot(trajectory.latency_ms, trajectory.accuracy, "-s", ms=4, label=trajectory.name, zorder=3)
-    axes.set_xscale("log")
     axes.set_xlabel("latency (ms, measured)")
     axes.set_ylabel("accuracy (proxy, held out)")
+    for trajectory in data.trajectories:
+        if trajectory.source is not None:
+            from netadapt.plotting import plot_trajectory
+
+            plot_trajectory(axes, trajectory.source, label=trajectory.name)
+        else:
+            axes.plot(trajectory.latency_ms, trajectory.accuracy, "-s", ms=4, label=trajectory.name, zorder=3)
+    axes.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.set_title(data.title)
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8, loc="lower right")
@@ -142,7 +164,7 @@ def write_html(data: PlotData, path: str | Path) -> Path:
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=done["latency_ms"], y=done["accuracy"], mode="markers", name="trials",
                                 text=hover, hoverinfo="text+x+y", marker={"color": "#9aa7b8"}))
-    front = done[done["pareto"]].sort_values("latency_ms")
+    front = done[done["pareto"].astype(bool)].sort_values("latency_ms")
     if not front.empty:
         figure.add_trace(go.Scatter(x=front["latency_ms"], y=front["accuracy"], mode="lines+markers",
                                     name="Pareto front", marker={"color": "#d1495b"}))

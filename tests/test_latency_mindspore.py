@@ -79,12 +79,15 @@ def test_the_thread_count_is_part_of_the_stamp() -> None:
 def test_a_measurement_waits_for_training_and_excludes_it(private_locks) -> None:
     context = mp.get_context("spawn")
     started = context.Event()
-    training = context.Process(target=_train, args=(private_locks, 3.0, started))
+    training = context.Process(target=_train, args=(private_locks, 300.0, started))
     training.start()
-    assert started.wait(30)
-    with pytest.raises(DeviceBusyError):  # training holds the device: no measurement alongside it
-        MindSporeBackend(resolution=16, lock_timeout_s=0.5, **FAST).measure(tiny_spec())
-    training.join()
+    try:
+        assert started.wait(30)
+        with pytest.raises(DeviceBusyError):  # training holds the device: no measurement alongside it
+            MindSporeBackend(resolution=16, lock_timeout_s=0.5, **FAST).measure(tiny_spec())
+    finally:
+        training.kill()  # ends the "training" (and releases its lock) once the point is made
+        training.join()
 
     slow = dict(FAST, min_repeats=3000, max_repeats=3000)  # a few seconds of timing
     backend = MindSporeBackend(resolution=16, **slow)

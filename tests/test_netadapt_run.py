@@ -262,3 +262,8 @@ def test_trajectory_plot_reads_the_history(workdir: Path, seed_model, lut_dir, c
     assert np.allclose(line.get_xdata(), chosen["latency_ms"]) and np.allclose(line.get_ydata(), chosen["top1"])
     plt.close(figure)
     assert save_trajectory(run / "history.parquet", workdir / "trajectory.png").stat().st_size > 1000
+    # `nas plot` draws the same trajectory, alone or on a campaign's axes.
+    code, printed, errors = _cli(["plot", "--netadapt", run, "-o", workdir / "plot"], capsys)
+    assert code == 0, errors
+    assert (workdir / "plot" / "pareto.png").stat().st_size > 1000
+    assert f"NetAdapt {run.name}" in (workdir / "plot" / "pareto.html").read_text()

@@ -96,8 +96,6 @@ def _reference_points(config, run_dir: Path, with_accuracy: bool, log) -> list:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from nas.errors import NasError
     from nas.plots import PlotData, RewardShape, write_html, write_png, write_reward_plot
 
@@ -106,7 +104,7 @@ def _plot(args: argparse.Namespace) -> int:
     log = lambda line: print(line, flush=True)  # noqa: E731
     trajectories = []
     for folder in args.netadapt or []:
-        from netadapt.plotting import load_trajectory
+        from nas.plots import load_trajectory
 
         trajectories.append(load_trajectory(folder))
     if args.run is not None:
@@ -122,8 +120,9 @@ def _plot(args: argparse.Namespace) -> int:
         title = f"{config.name}: {config.space.name} space, {config.controller.name} controller"
         out = Path(args.output or run_dir)
     else:
-        frame = pd.DataFrame(columns=["trial", "state", "arch_id", "accuracy", "latency_ms", "reward", "params",
-                                      "pareto"])
+        from nas.results import trials_frame
+
+        frame = trials_frame([])
         reward, points, title = None, [], "NetAdapt"
         out = Path(args.output or args.netadapt[0])
     out.mkdir(parents=True, exist_ok=True)
