@@ -12,8 +12,9 @@ reward ``acc * (lat / 75 ms) ** -0.07`` of a fixed SURROGATE model (no network i
 measured; it is a deterministic function of the decoded spec):
 
 - latency_ms = 0.25 ms per million MAdds (MobileNetV2's 300M at about 75 ms, the Pixel-1
-  scale of the paper) + 0.1 ms per layer + 0.3 ms per layer with SE (there is no latency
-  look-up table on this branch);
+  scale of the paper) + 0.1 ms per layer + 0.3 ms per layer with SE. (A measured look-up
+  table would need every piece of the 10^18-point space that 4 x 1000 x 10 searches visit
+  measured first, hours on this CPU; the surrogate keeps the benchmark about the controllers.)
 - accuracy = 0.72 + 0.06 * tanh(log(MAdds / 300M)) (saturating in log MAdds) + per-block
   effects: SE +0.6%, an identity residual that applies +0.4% (pool skip +0.15%), kernel 5
   +0.3% in blocks 3-7, MBConv e6 +0.2%, depthwise-separable -0.5%, regular conv -1.5%.

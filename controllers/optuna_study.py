@@ -108,10 +108,11 @@ class OptunaController:
         sampler = self.study.sampler
         saved_sampler = (("state", sampler.state_dict()) if hasattr(sampler, "state_dict")
                          else ("pickle", pickle.dumps(sampler)))
-        trials = self.study.get_trials(deepcopy=True)
+        in_memory = self._in_memory()
+        trials = self.study.get_trials(deepcopy=in_memory)  # a persistent storage keeps its own trials
         return {"format": FORMAT, **self._config(), "sampler": saved_sampler,
                 "pending": sorted(self._pending), "trial_count": len(trials),
-                "trials": trials if self._in_memory() else None}
+                "trials": trials if in_memory else None}
 
     def load_state_dict(self, state: Mapping[str, Any], *, allow_later_trials: bool = False) -> None:
         """Restore a saved state. ``allow_later_trials`` accepts a study that gained trials after

@@ -166,15 +166,20 @@ class MindSporeBackend:
         job = folder / "job.json"
         job.write_text(json.dumps(self._job(tasks, results)))
         stderr = open(folder / "stderr.txt", "w+")
-        process = subprocess.Popen([self.python, "-m", "latency.worker", str(job)], cwd=str(folder),
-                                   env=self._environment(), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-        self.launches += 1
+        process = None
         try:
+            try:
+                process = subprocess.Popen([self.python, "-m", "latency.worker", str(job)], cwd=str(folder),
+                                           env=self._environment(), stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+            except OSError as error:
+                raise MeasurementError(f"cannot start the latency worker with {self.python!r}: {error}") from None
+            self.launches += 1
             yield from self._follow(process, results, stderr, {task["id"] for task in tasks}, stamp)
             _stop(process, grace_s=10.0)  # all done: the worker exits by itself
         finally:
-            _stop(process, grace_s=0.0)
+            if process is not None:
+                _stop(process, grace_s=0.0)
             stderr.close()
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -195,6 +200,13 @@ class MindSporeBackend:
                     if event == "device_error":
                         raise DeviceUnavailableError(f"device {self.device} unusable: {record['class']}: "
                                                      f"{record['message']}")
+                    if event == "waiting_for_device":  # lock_timeout_s, not timeout_s, bounds this wait
+                        wait = self.lock_timeout_s if self.lock_timeout_s is not None else float("inf")
+                        deadline = time.monotonic() + wait + self.timeout_s
+                        continue
+                    if event == "locked":
+                        deadline = time.monotonic() + self.timeout_s
+                        continue
                     if event == "ready":
                         if record["mindspore_version"] != stamp.mindspore_version:
                             raise StampMismatchError(

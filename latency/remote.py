@@ -94,7 +94,9 @@ class RayLatencyBackend:
         MindSporeBackend(device, **backend_options)  # validate the options here, not in the actor
         ray = _ray()
         if address is not None:
-            ray.init(address=address, ignore_reinit_error=True)
+            from nas.raycluster import connect_ray
+
+            connect_ray(address, num_cpus=1)
         elif not ray.is_initialized():
             raise DeviceUnavailableError("Ray is not initialized: call ray.init(...) first or pass address=")
         self.device = device

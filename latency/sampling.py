@@ -164,20 +164,9 @@ def netadapt_grid_specs(spec: ArchSpec, divisor: int = 8, step: int = 1) -> Iter
         current = spec.stem.channels if group[0] == 0 else spec.blocks[group[0] - 1].out
         for smaller in _widths_below(current, divisor, step):
             try:
-                yield _with_group_width(spec, group, smaller)
+                yield spec.with_group_width(group, smaller)
             except SpecError:
                 continue
-
-
-def _with_group_width(spec: ArchSpec, group: list[int], width: int) -> ArchSpec:
-    stem = spec.stem
-    blocks = list(spec.blocks)
-    for producer in group:
-        if producer == 0:
-            stem = dataclasses.replace(stem, channels=width)
-        else:
-            blocks[producer - 1] = dataclasses.replace(blocks[producer - 1], out=width)
-    return dataclasses.replace(spec, stem=stem, blocks=tuple(blocks))
 
 
 def source_specs(source: dict[str, Any], samples: int | None = None, seed: int | None = None) -> tuple[list[ArchSpec], str]:

@@ -1,6 +1,6 @@
 """The isolated measurement worker: ``python -m latency.worker JOB.json``.
 
-:class:`latency.backend_mindspore.MindSporeBackend` starts one of these per measurement (or per
+:class:`latency.mindspore_backend.MindSporeBackend` starts one of these per measurement (or per
 batch of look-up-table pieces), so that a crash, a hang or a leak in MindSpore can never take
 down the caller. The job names the device, the timing protocol and a list of tasks; the worker
 appends one JSON line per finished task to the job's results file (flushed at once), so the
@@ -27,6 +27,7 @@ from nas.devicelock import DeviceBusyError, device_lock
 
 EXIT_DEVICE = 3
 EXIT_BAD_JOB = 2
+EXIT_ORPHANED = 4
 
 
 def _emit(handle, record: dict[str, Any]) -> None:
@@ -155,8 +156,10 @@ def time_cell(call: Callable[[], Any], sync: Callable[[], None] | None, job: dic
     return times
 
 
-def run_task(task: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    """Measure one task; the record to write (times, or a classified error)."""
+def run_task(task: dict[str, Any], job: dict[str, Any],
+             emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure one task; the record to write (times, or a classified error). ``emit`` reports
+    progress events (waiting for the device, holding it)."""
     import mindspore as ms
 
     started = time.perf_counter()
@@ -171,7 +174,11 @@ def run_task(task: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
                                             "message": " ".join(str(error).split())[:2000]}}
     compile_s = time.perf_counter() - started
     try:
+        if emit is not None:
+            emit({"event": "waiting_for_device", "id": task["id"]})
         with device_lock(job["lock_device"], exclusive=True, timeout=job.get("lock_timeout_s")):
+            if emit is not None:
+                emit({"event": "locked", "id": task["id"]})
             times = time_cell(lambda: cell(inputs), sync, job)
     except DeviceBusyError as error:
         return {"id": task["id"], "error": {"type": "busy", "class": type(error).__name__, "message": str(error)}}
@@ -183,6 +190,22 @@ def run_task(task: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
     return {"id": task["id"], "times_ms": times, "compile_s": compile_s,
             "wall_s": time.perf_counter() - started}
+
+
+def watch_parent(poll_s: float = 1.0) -> None:
+    """Exit when the process that started this worker goes away (a cancelled campaign task), so an
+    orphaned worker never keeps measuring or holding the device lock."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -205,9 +228,10 @@ def main(argv: list[str]) -> int:
                         "message": " ".join(str(error).split())[:2000]})
             return EXIT_DEVICE
         _emit(out, {"event": "ready", "pid": os.getpid(), "mindspore_version": version})
+        watch_parent()
         for task in tasks:
             try:
-                record = run_task(task, job)
+                record = run_task(task, job, lambda event: _emit(out, event))
             except Exception:  # noqa: BLE001 - a bug here must still reach the caller
                 record = {"id": task.get("id"), "error": {"type": "internal", "class": "WorkerError",
                                                           "message": traceback.format_exc()[-2000:]}}

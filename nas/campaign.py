@@ -16,24 +16,29 @@ Resume (re-running the same config):
 """
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from nas.campaign_config import CampaignConfig
+from nas.campaign_config import CampaignConfig, identity_of
 from nas.errors import NasError
 from nas.spec import ArchSpec
 
 INTERRUPTED = "interrupted: the campaign stopped while this trial was running"
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "controller.pkl"
+DRIVERS_FILE = "drivers.txt"
+HEARTBEAT_EVERY_S = 15.0
+HEARTBEAT_STALE_S = 120.0
 
 
 class CampaignError(NasError):
@@ -83,6 +88,7 @@ def check_storage(url: str) -> None:
     """Connect to the storage once; an unreachable database is a one-line error."""
     import optuna
 
+    storage = None
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}
                                              if not url.startswith("sqlite") else None)
@@ -90,6 +96,9 @@ def check_storage(url: str) -> None:
     except Exception as error:  # SQLAlchemy raises many kinds
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CampaignError(f"storage {url!r} is unreachable: {message}") from None
+    finally:
+        if storage is not None:
+            storage.engine.dispose()
 
 
 def check_dataset(config: CampaignConfig) -> None:
@@ -100,20 +109,46 @@ def check_dataset(config: CampaignConfig) -> None:
                            "(use 'digits' or a CIFAR-10 / ImageFolder directory)")
 
 
-def prepare_run(config: CampaignConfig, runs_dir: str | Path) -> Path:
-    """Create (or check) the run directory. A different search config under the same name is an
-    error, and nothing already stored is touched."""
-    run_dir = config.run_dir(runs_dir)
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file():
-        stored = yaml.safe_load(saved.read_text()) or {}
-        mine = config.search_identity()
-        differing = [key for key in mine if stored.get(key) != mine[key]]
-        if differing:
-            raise CampaignError(f"campaign {config.name!r} in {str(run_dir)!r} was started with different "
-                                f"{differing[0]!r} settings; resume with the same config or choose a new name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def check_run_identity(config: CampaignConfig, runs_dir: str | Path) -> None:
+    """A campaign resumed under the same name must search the same way; nothing is written."""
+    saved = config.run_dir(runs_dir) / CONFIG_FILE
+    if not saved.is_file():
+        return
+    stored = yaml.safe_load(saved.read_text()) or {}
+    mine = config.search_identity()
+    theirs = identity_of(stored)
+    for path, old, new in _differences(theirs, mine):
+        raise CampaignError(f"campaign {config.name!r} in {str(saved.parent)!r} was started with {path}={old!r}, "
+                            f"this config has {path}={new!r}; resume with the same settings or choose a new name")
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in list(new) + [k for k in old if k not in new]:
+            found += _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return [] if list(old) == list(new) else [(path, old, new)]
+    return [] if old == new else [(path, old, new)]
+
+
+def hold_run_dir(run_dir: Path, name: str) -> Any:
+    """Lock the run directory for this driver: one driver per run directory (several drivers
+    share a study from run directories of their own)."""
+    handle = open(run_dir / ".driver.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise CampaignError(f"campaign {name!r} is already running from {str(run_dir)!r}; to share its study, "
+                            "start the other driver with its own --runs-dir") from None
+    return handle
+
+
+def read_lineage(run_dir: Path) -> set[str]:
+    path = run_dir / DRIVERS_FILE
+    return set(path.read_text().split()) if path.is_file() else set()
 
 
 def candidate_spec(space: Any, decisions: dict[str, Any], config: CampaignConfig, num_classes: int) -> ArchSpec:
@@ -148,13 +183,25 @@ class Campaign:
         if config.controller.name not in controller_names():
             raise UnknownControllerError(f"unknown controller {config.controller.name!r}; known: {controller_names()}")
         url = config.storage_url(runs_dir)
-        self.run_dir = prepare_run(config, runs_dir)
-        check_storage(url)
-        self.storage_url = url
+        check_run_identity(config, runs_dir)
+        if not url.startswith("sqlite"):
+            check_storage(url)  # before anything is written
         self.num_classes = dataset_classes(config)
+        self.run_dir = config.run_dir(runs_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._run_lock = hold_run_dir(self.run_dir, config.name)
+        self.driver_id = uuid.uuid4().hex[:12]
+        self.lineage = read_lineage(self.run_dir)  # drivers that ran from this run directory before
+        if url.startswith("sqlite"):
+            check_storage(url)
+        self.storage_url = url
         self.controller = study_controller(config.controller.name, self.space, config.seed, storage=url,
                                            study_name=config.name, **dict(config.controller.options))
         self.study = self.controller.study
+        self._last_heartbeat = 0.0
+        self._heartbeat()
+        with (self.run_dir / DRIVERS_FILE).open("a") as drivers:
+            drivers.write(self.driver_id + "\n")
         self.state_path = self.run_dir / STATE_FILE
         self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
         if self.state_path.is_file():
@@ -184,16 +231,28 @@ class Campaign:
         self._save_state()
 
     def _fail_running(self, keep: set[int]) -> None:
-        """Trials left RUNNING by a dead driver (asked after the last save) become FAIL; the
-        restored controller proposes them again."""
+        """Trials left RUNNING by a dead driver become FAIL (the restored controller proposes its
+        own again). A driver is dead if it ran from this run directory before, or if its heartbeat
+        in the study is stale; trials of live drivers sharing the study are left alone."""
         import optuna
 
         storage = self.study._storage
+        beats = storage.get_study_system_attrs(self.study._study_id)
+        now = time.time()
         for trial in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if trial.number in keep:
+            driver = trial.user_attrs.get("driver")
+            alive = now - beats.get(f"heartbeat:{driver}", 0.0) < HEARTBEAT_STALE_S
+            if trial.number in keep or (driver not in self.lineage and driver is not None and alive):
                 continue
             storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+    def _heartbeat(self) -> None:
+        """Tell drivers sharing the study that this one is alive (at most every few seconds)."""
+        now = time.time()
+        if now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
+            self.study._storage.set_study_system_attr(self.study._study_id, f"heartbeat:{self.driver_id}", now)
+            self._last_heartbeat = now
 
     @staticmethod
     def _failed(reason: str) -> Any:
@@ -258,7 +317,7 @@ class Campaign:
             self.log(f"campaign {config.name!r} already has {progress.finished} finished trials (budget {budget})")
             return self._summary(progress, started, stopped_early=False)
 
-        executor = RayExecutor(config)
+        executor: RayExecutor | None = None  # Ray starts only once something must be evaluated
         in_flight: dict[Any, dict[str, Any]] = {}  # future -> job
         waiting: dict[str, list[dict[str, Any]]] = {}  # arch_id -> jobs waiting on an in-flight twin
         evaluated = self._evaluated()
@@ -267,6 +326,13 @@ class Campaign:
 
         def deadline_passed() -> bool:
             return config.budget.wall_time_s is not None and time.monotonic() - started > config.budget.wall_time_s
+
+        def submit(job: dict[str, Any]) -> None:
+            nonlocal executor
+            if executor is None:
+                executor = RayExecutor(config)
+                stop.install()  # after ray.init, which sets its own handlers
+            in_flight[executor.submit(job)] = job
 
         def open_slots() -> int:
             waiting_count = sum(len(jobs) for jobs in waiting.values())
@@ -285,7 +351,9 @@ class Campaign:
                         raise KeyboardInterrupt
                     while len(in_flight) < config.workers and not deadline_passed() and (
                             self.to_rerun or open_slots() > 0):
-                        job = self._next_job(profile)
+                        job = self._next_job(profile, progress)
+                        if job is None:
+                            continue
                         arch = job["arch_id"]
                         if arch in evaluated:
                             number, stored = evaluated[arch]
@@ -294,10 +362,11 @@ class Campaign:
                         if any(other["arch_id"] == arch for other in in_flight.values()):
                             waiting.setdefault(arch, []).append(job)
                             continue
-                        in_flight[executor.submit(job)] = job
+                        submit(job)
                     if not in_flight:
                         stopped_early = deadline_passed() and progress.finished < budget
                         break
+                    assert executor is not None  # something is in flight
                     outcomes = executor.wait(list(in_flight), timeout=1.0)
                     now = time.monotonic()
                     for future, job in list(in_flight.items()):
@@ -309,29 +378,39 @@ class Campaign:
                         job = in_flight.pop(future)
                         if isinstance(outcome, BaseException):
                             self._fail(job, outcome, progress)
-                            for twin in waiting.pop(job["arch_id"], []):
-                                in_flight[executor.submit(twin)] = twin
+                            twins = waiting.pop(job["arch_id"], [])
+                            if twins:  # the next twin evaluates it; the others keep waiting on that one
+                                if twins[1:]:
+                                    waiting[job["arch_id"]] = twins[1:]
+                                submit(twins[0])
                             continue
                         evaluated[job["arch_id"]] = (job["trial"], self._finish(job, outcome, progress))
                         for twin in waiting.pop(job["arch_id"], []):
                             self._finish(twin, outcome, progress, reused=job["trial"])
                         self.log(progress.line(config.workers, len(in_flight)))
+                    self._heartbeat()
+                else:
+                    raise CampaignError(f"the search loop reached its bound of {max_passes} passes; "
+                                        "re-run the same command to continue")
             except KeyboardInterrupt:
                 interrupted = True
                 self.log("interrupted: stopping the running trials; re-run the same command to resume")
             finally:
                 if in_flight or waiting:
-                    executor.cancel(list(in_flight))
+                    if executor is not None:
+                        executor.cancel(list(in_flight))
                     for job in list(in_flight.values()) + [j for jobs in waiting.values() for j in jobs]:
                         self._tell_failure(job, INTERRUPTED)
-                executor.close()
+                if executor is not None:
+                    executor.close()
                 self._write_tables()
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
 
-    def _next_job(self, profile: Callable[..., Any]) -> dict[str, Any]:
-        """Ask the controller (or take a re-run) and describe the evaluation."""
+    def _next_job(self, profile: Callable[..., Any], progress: Progress) -> dict[str, Any] | None:
+        """Ask the controller (or take a re-run) and describe the evaluation; None if the proposal
+        cannot even be built (the trial then FAILs with the reason)."""
         rerun_of = None
         if self.to_rerun:
             decisions, rerun_of = self.to_rerun.pop(0)
@@ -339,19 +418,25 @@ class Campaign:
         else:
             trial = self.controller.ask()
             decisions = dict(trial.decisions)
-        spec = candidate_spec(self.space, decisions, self.config, self.num_classes)
-        counts = profile(spec)
-        attrs = {"decisions": decisions, "spec_yaml": spec.to_yaml(), "arch_id": spec.arch_id, "params": counts.params,
-                 "madds": counts.madds, "seed": self.config.seed}
+        attrs: dict[str, Any] = {"decisions": decisions, "seed": self.config.seed, "driver": self.driver_id}
         if rerun_of is not None:
             attrs["rerun_of"] = rerun_of
+        try:
+            spec = candidate_spec(self.space, decisions, self.config, self.num_classes)
+            counts = profile(spec)
+        except ValueError as error:  # decisions the space cannot turn into a network
+            self.controller.set_user_attrs(trial.number, attrs)
+            self._fail({"trial": trial.number, "arch_id": None}, error, progress)
+            return None
+        attrs.update(spec_yaml=spec.to_yaml(), arch_id=spec.arch_id, params=counts.params, madds=counts.madds)
         self.controller.set_user_attrs(trial.number, attrs)
-        return {"trial": trial.number, "arch_id": spec.arch_id, "spec_yaml": attrs["spec_yaml"], "attempts": 0,
+        return {"trial": trial.number, "arch_id": spec.arch_id, "spec_yaml": attrs["spec_yaml"],
                 "submitted": time.monotonic()}
 
     def _finish(self, job: dict[str, Any], outcome: dict[str, Any], progress: Progress,
                 reused: int | None = None) -> dict[str, Any]:
-        own = ("decisions", "spec_yaml", "arch_id", "params", "madds", "seed", "reused_from", "error", "rerun_of")
+        own = ("decisions", "spec_yaml", "arch_id", "params", "madds", "seed", "reused_from", "error", "rerun_of",
+               "driver")
         attrs = {key: value for key, value in outcome.items() if key not in own}
         attrs = self._score(attrs)
         if reused is not None:
@@ -359,7 +444,6 @@ class Campaign:
             progress.reused += 1
         else:
             progress.durations.append(time.monotonic() - job["submitted"])
-        attrs["attempts"] = job["attempts"] + (0 if reused is not None else 1)
         self.controller.tell(job["trial"], self._value(attrs), user_attrs=attrs)
         self._save_state()
         progress.finished += 1
@@ -379,8 +463,7 @@ class Campaign:
                                 f"the last: {message}")
 
     def _tell_failure(self, job: dict[str, Any], message: str) -> None:
-        self.controller.tell(job["trial"], self._failed(message), user_attrs={"error": message,
-                                                                             "attempts": job["attempts"] + 1})
+        self.controller.tell(job["trial"], self._failed(message), user_attrs={"error": message})
         self._save_state()
 
     def _write_tables(self) -> None:
@@ -413,26 +496,11 @@ class RayExecutor:
     """Runs evaluations as Ray tasks (one CPU each, retried if the worker process dies)."""
 
     def __init__(self, config: CampaignConfig) -> None:
-        try:
-            import ray
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise CampaignError("campaigns run on Ray: pip install 'ray>=2.9'") from error
-        self.ray = ray
+        from nas.raycluster import connect_ray, import_ray
+
+        self.ray = ray = import_ray()
         self.config = config
-        self.started_ray = False
-        if not ray.is_initialized():
-            environment = {"env_vars": {"GLOG_v": "3", **{k: v for k, v in os.environ.items()
-                                                          if k in ("NAS_LOCK_DIR", "NAS_CACHE_DIR")}}}
-            project = str(Path(__file__).resolve().parent.parent)
-            environment["env_vars"]["PYTHONPATH"] = os.pathsep.join(
-                [project] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-            if config.address:
-                ray.init(address=config.address, runtime_env=environment, log_to_driver=False)
-            else:
-                ray.init(num_cpus=max(config.workers, 1) * config.evaluator.threads, include_dashboard=False,
-                         runtime_env=environment, log_to_driver=False, configure_logging=True,
-                         logging_level="ERROR")
-            self.started_ray = True
+        self.started_ray = connect_ray(config.address, max(config.workers, 1) * config.evaluator.threads)
         from nas.evaluate import evaluate_candidate
 
         self.task = ray.remote(num_cpus=config.evaluator.threads, max_retries=config.retries,
@@ -441,7 +509,7 @@ class RayExecutor:
     def submit(self, job: dict[str, Any]) -> Any:
         import dataclasses
 
-        job["attempts"] = job.get("attempts", 0)
+        job["submitted"] = time.monotonic()
         return self.task.remote(job["spec_yaml"], dataclasses.asdict(self.config.evaluator),
                                 dataclasses.asdict(self.config.latency), self.config.seed)
 
@@ -470,8 +538,8 @@ class RayExecutor:
 class StopRequest:
     """Ctrl-C and SIGTERM ask the loop to stop; the loop checks between waits.
 
-    Installed after Ray starts (Ray replaces the handlers of a driver), so that a signal never
-    lands inside one of Ray's blocking calls.
+    Ray replaces a driver's handlers when it starts, so :meth:`install` runs again right after
+    ``ray.init``; a signal then never lands inside one of Ray's blocking calls.
     """
 
     def __init__(self) -> None:
@@ -479,9 +547,14 @@ class StopRequest:
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopRequest":
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self.previous[number] = signal.signal(number, self._handle)
+        self.install()
         return self
+
+    def install(self) -> None:
+        """(Re)take SIGINT and SIGTERM; what was there first is restored on exit."""
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(number, self._handle)
+            self.previous.setdefault(number, previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:  # a second Ctrl-C: stop now

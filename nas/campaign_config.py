@@ -29,6 +29,7 @@ import yaml
 from nas.config import ConfigError, build_dataclass, check_keys, read_yaml
 
 LATENCY_SOURCES = ("measure", "lut", "both")
+OPERATIONAL_KEYS = {"latency": ("timeout_s", "cache"), "evaluator": ("timeout_s", "threads")}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -73,6 +74,15 @@ class RewardConfig:
             raise ValueError(f"reward.kind: must be one of {list(KINDS)} (got {self.kind!r})")
         _number("reward.target_ms", self.target_ms, low=1e-6)
         _number("reward.w", self.w, high=0.0)
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if value is not None:
+                _number(f"reward.{name}", value)
+        try:  # the formula's own checks (signs, which exponents a kind takes), before any trial runs
+            self.score(0.5, self.target_ms * 0.5)
+            self.score(0.5, self.target_ms * 2.0)
+        except ValueError as error:
+            raise ValueError(f"reward: {error}") from None
 
     def score(self, accuracy: float, latency_ms: float) -> float:
         from nas.reward import reward
@@ -217,9 +227,18 @@ class CampaignConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def search_identity(self) -> dict[str, Any]:
-        """The settings a resumed campaign must share with the stored one."""
-        data = self.to_dict()
-        return {key: data[key] for key in ("seed", "space", "controller", "reward", "latency", "evaluator")}
+        """The settings a resumed campaign must share with the stored one: everything that changes
+        what is proposed, measured or scored (not timeouts, threads, caching, budget or workers)."""
+        return identity_of(self.to_dict())
+
+
+def identity_of(data: dict[str, Any]) -> dict[str, Any]:
+    """The search-identity part of a config dict (also of one stored by an earlier run)."""
+    identity = {key: data.get(key) for key in ("seed", "space", "controller", "reward", "latency", "evaluator")}
+    for section, keys in OPERATIONAL_KEYS.items():
+        if isinstance(identity[section], dict):
+            identity[section] = {k: v for k, v in identity[section].items() if k not in keys}
+    return identity
 
 
 _SECTIONS = {"reward": RewardConfig, "latency": LatencyConfig, "evaluator": EvaluatorConfig, "budget": BudgetConfig}

@@ -88,7 +88,13 @@ class Data:
         return self._pipeline(split, batch_size, shuffle=False, shard=shard, drop_remainder=False)
 
     def steps_per_epoch(self, batch_size: int, shards: int = 1) -> int:
-        return max(1, self.sizes["train"] // shards // batch_size)
+        """Full batches per epoch (the last partial batch is dropped); none at all is an error."""
+        steps = self.sizes["train"] // shards // batch_size
+        if steps < 1:
+            raise DatasetError(f"batch_size {batch_size} is larger than the training split "
+                               f"({self.sizes['train']} images{f' over {shards} shards' if shards > 1 else ''}); "
+                               "use a smaller batch")
+        return steps
 
     def _pipeline(self, split: str, batch_size: int, *, shuffle: bool, shard: tuple[int, int] | None,
                   drop_remainder: bool) -> Any:

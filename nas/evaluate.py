@@ -54,7 +54,13 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
         finally:
             lut.close()
     if latency.source in ("measure", "both"):
-        result = latency_backend(latency, resolution).measure(spec.replace(resolution=resolution))
+        backend = latency_backend(latency, resolution)
+        try:
+            result = backend.measure(spec.replace(resolution=resolution))
+        finally:
+            cache = getattr(backend, "cache", None)  # a CachedBackend's SQLite connection
+            if cache is not None:
+                cache.close()
         attrs.update(latency_ms=result.median_ms, latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms,
                      latency_cv=result.cv, latency_repeats=result.repeats, latency_stamp=result.stamp.to_dict(),
                      latency_source="measured")

@@ -20,17 +20,19 @@ def open_study(run_dir: str | Path) -> Any:
     """The Optuna study of a run directory (its saved config names the storage)."""
     import optuna
 
-    from nas.campaign_config import config_from_dict
+    from nas.campaign import check_storage
+    from nas.campaign_config import load_config
     from nas.results import RunNotFoundError
-
-    import yaml
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise RunNotFoundError(f"{str(run_dir)!r} is not a campaign run directory (no config.yaml)")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    config = load_config(config_path)
     url = config.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    if url.startswith("sqlite") and not (run_dir / "study.db").is_file():
+        raise RunNotFoundError(f"{str(run_dir)!r} has no study.db yet")
+    check_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=config.name, storage=url), config

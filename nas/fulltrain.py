@@ -107,11 +107,24 @@ def _restore_state(trainer: Any, path: Path, spec: ArchSpec) -> int:
     ms.load_param_into_net(trainer.step_cell, {name: values[name] for name in names}, strict_load=True)
     if trainer.ema is not None:
         for shadow in trainer.ema.shadow:
-            if shadow.name in values:
-                shadow.set_data(values[shadow.name].data if hasattr(values[shadow.name], "data")
-                                else values[shadow.name])
+            if shadow.name not in values:
+                raise CheckpointError(f"checkpoint {str(path)!r} holds no weight average {shadow.name!r}; "
+                                      "it was written without EMA, so it cannot resume an EMA recipe")
+            shadow.set_data(values[shadow.name].data if hasattr(values[shadow.name], "data") else values[shadow.name])
     return int(np.asarray(values[EPOCH_KEY].asnumpy() if hasattr(values[EPOCH_KEY], "asnumpy")
                           else values[EPOCH_KEY]).item())
+
+
+def _check_same_recipe(path: Path, resolved: dict[str, Any]) -> None:
+    """A resumed run continues the same schedule: the recipe must match the stored one."""
+    if not path.is_file():
+        raise NasError(f"--resume: {str(path)!r} is missing, so the run's recipe is unknown")
+    stored = yaml.safe_load(path.read_text()) or {}
+    for section in ("train", "data"):
+        for key, value in resolved[section].items():
+            if stored.get(section, {}).get(key) != value:
+                raise NasError(f"--resume: the run used {section}.{key}={stored.get(section, {}).get(key)!r}, "
+                               f"this recipe has {value!r}; resume with the same recipe")
 
 
 def trainable_digest(net: Any) -> str:
@@ -156,19 +169,20 @@ def run_training(spec: ArchSpec, recipe: Recipe, data_source: str, out_dir: str 
 
     start_epoch = 0
     existing = _checkpoints(out)
+    resolved = {"train": dataclasses.asdict(config), "data": dataclasses.asdict(recipe.data),
+                "system": {**dataclasses.asdict(recipe.system), "device": device}}
     if resume:
         if not existing:
             raise CheckpointError(f"--resume: no checkpoints in {str(out / 'checkpoints')!r}")
+        _check_same_recipe(out / "recipe.yaml", resolved)
         start_epoch = _restore_state(trainer, existing[-1][1], spec)
         log(f"resuming after epoch {start_epoch} from {existing[-1][1]}")
-    elif existing and writer:
+    elif existing:  # every rank stops, so none waits for the others in the first all-reduce
         raise NasError(f"{str(out)!r} already holds checkpoints; pass --resume to continue or choose another -o")
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "spec.yaml").write_text(spec.to_yaml())
-        (out / "recipe.yaml").write_text(yaml.safe_dump(
-            {"train": dataclasses.asdict(config), "data": dataclasses.asdict(recipe.data),
-             "system": {**dataclasses.asdict(recipe.system), "device": device}}, sort_keys=False))
+        (out / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     log_path = out / "train_log.csv"
     validation = data.validation(max(64, config.batch_size))
     scores = {"top1": float("nan"), "top5": float("nan")}

@@ -14,7 +14,7 @@ import numpy as np
 from nas.errors import NasError
 
 COLUMNS = ("trial", "state", "arch_id", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "reward",
-           "params", "madds", "train_s", "measure_s", "total_s", "reused_from", "attempts", "error")
+           "params", "madds", "train_s", "measure_s", "total_s", "reused_from", "error")
 
 
 class RunNotFoundError(NasError):
@@ -48,7 +48,7 @@ def trials_frame(trials: Iterable[Any]) -> Any:
             "reward": attrs.get("reward"), "params": attrs.get("params"), "madds": attrs.get("madds"),
             "train_s": attrs.get("train_seconds"), "measure_s": attrs.get("measure_seconds"),
             "total_s": attrs.get("total_seconds"), "reused_from": attrs.get("reused_from"),
-            "attempts": attrs.get("attempts"), "error": attrs.get("error"),
+            "error": attrs.get("error"),
         })
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     done = (frame["state"] == "COMPLETE") & frame["accuracy"].notna() & frame["latency_ms"].notna()

@@ -287,6 +287,31 @@ class ArchSpec:
             widths.append(block.out)
         return tuple(widths)
 
+    def with_group_width(self, producers: Iterable[int], width: int) -> "ArchSpec":
+        """This spec with every producer of a residual group at ``width`` (0 = the stem, ``i`` =
+        block ``i - 1``). Layers that read the group without an expansion conv (expansion equal to
+        their input) keep it that way. Raises :class:`SpecError` when the result is invalid."""
+        producers = tuple(producers)
+        old_inputs = self.block_inputs()
+        stem = self.stem
+        blocks = list(self.blocks)
+        for producer in producers:
+            if producer == 0:
+                stem = dataclasses.replace(stem, channels=width)
+            else:
+                blocks[producer - 1] = dataclasses.replace(blocks[producer - 1], out=width)
+        for index, block in enumerate(self.blocks):
+            if block.expand is None:
+                continue
+            expand = list(block.expand)
+            for layer in range(block.repeats):
+                reads = index if layer == 0 else index + 1
+                layer_in = old_inputs[index] if layer == 0 else block.out
+                if reads in producers and expand[layer] == layer_in:
+                    expand[layer] = width
+            blocks[index] = dataclasses.replace(blocks[index], expand=tuple(expand))
+        return dataclasses.replace(self, stem=stem, blocks=tuple(blocks))
+
     # ----- YAML -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -205,6 +205,13 @@ def evaluate(net: Any, dataset: Any, *, device_lock: str | None = None) -> Evalu
 
     was_training = net.training
     net.set_train(False)
+    try:
+        return _evaluate(net, dataset, device_lock, hold)
+    finally:
+        net.set_train(was_training)
+
+
+def _evaluate(net: Any, dataset: Any, device_lock: str | None, hold: Any) -> Evaluation:
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
@@ -223,7 +230,6 @@ def evaluate(net: Any, dataset: Any, *, device_lock: str | None = None) -> Evalu
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_sum += float(-log_probs[np.arange(len(target)), target].sum())
         seen += len(target)
-    net.set_train(was_training)
     if seen == 0:
         raise NasError("evaluation dataset is empty")
     return Evaluation(top1=correct1 / seen, top5=correct5 / seen, loss=loss_sum / seen, images=seen)

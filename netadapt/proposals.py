@@ -96,30 +96,6 @@ def width_of(spec: ArchSpec, target: Target) -> int:
     raise ValueError(f"target.kind: must be one of {list(TARGET_KINDS)} (got {target.kind!r})")
 
 
-def _with_group_width(spec: ArchSpec, producers: tuple[int, ...], width: int) -> ArchSpec:
-    old_inputs = spec.block_inputs()
-    stem = spec.stem
-    blocks = list(spec.blocks)
-    for producer in producers:
-        if producer == 0:
-            stem = dataclasses.replace(stem, channels=width)
-        else:
-            blocks[producer - 1] = dataclasses.replace(blocks[producer - 1], out=width)
-    # Layers that read the group with no expansion conv keep their expansion equal to their input.
-    for index, block in enumerate(spec.blocks):
-        if block.kind != "mbconv":
-            continue
-        assert block.expand is not None
-        expand = list(block.expand)
-        for layer in range(block.repeats):
-            reads = index if layer == 0 else index + 1
-            layer_in = old_inputs[index] if layer == 0 else block.out
-            if reads in producers and expand[layer] == layer_in:
-                expand[layer] = width
-        blocks[index] = dataclasses.replace(blocks[index], expand=tuple(expand))
-    return dataclasses.replace(spec, stem=stem, blocks=tuple(blocks))
-
-
 def with_width(spec: ArchSpec, target: Target, width: int) -> ArchSpec:
     """``spec`` with ``target`` at ``width``; raises ``SpecError``/``SurgeryError`` when the width is
     not valid (see the module docstring)."""
@@ -132,7 +108,7 @@ def with_width(spec: ArchSpec, target: Target, width: int) -> ArchSpec:
         expand[target.layer] = width
         edited = spec.with_block(target.block, expand=tuple(expand))
     elif target.kind == "group":
-        edited = _with_group_width(spec, target.producers, width)
+        edited = spec.with_group_width(target.producers, width)
     elif target.kind == "head":
         edited = spec.replace(head=dataclasses.replace(spec.head, channels=width))
     elif target.kind == "hidden":

@@ -337,7 +337,9 @@ class NetAdapt:
         for relaxation in range(RELAXATIONS + 1):
             constraint = max(current.latency_ms - reduction / 2 ** relaxation, state["budget_ms"])
             if constraint >= current.latency_ms:
-                break
+                raise BudgetUnreachableError(
+                    f"iteration {iteration}: the schedule's reduction ({reduction / 2 ** relaxation:.3g} ms) leaves "
+                    f"nothing to remove from {current.latency_ms:.3f} ms; use a larger --fixed-ratio or schedule")
             found = [propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)[0]
                      for target in chosen_targets]
             proposals = [proposal for proposal in found if proposal is not None]
@@ -368,10 +370,10 @@ class NetAdapt:
         for proposal in proposals:
             name = _safe(proposal.key)
             record = pending_dir / f"{name}.json"
-            if record.exists():  # finished before an interruption
+            if record.exists():  # fine-tuned before an interruption; a failure is tried again
                 saved = json.loads(record.read_text())
                 if saved.get("arch_id") == proposal.spec.arch_id and saved.get("parent") == spec.arch_id and (
-                        not saved["outcome"]["ckpt"] or Path(saved["outcome"]["ckpt"]).exists()):
+                        saved["outcome"]["ckpt"] and Path(saved["outcome"]["ckpt"]).exists()):
                     outcomes[proposal.key] = ProposalOutcome(**saved["outcome"])
                     continue
             jobs.append(ProposalJob(key=proposal.key, parent_spec=spec.to_yaml(),

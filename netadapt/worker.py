@@ -182,44 +182,36 @@ class RayPool:
     (``ray.init(num_cpus=workers, include_dashboard=False)``) unless one is running or an
     ``address`` is given; shuts down only what it started."""
 
-    def __init__(self, workers: int, address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise RuntimeError("parallel NetAdapt needs Ray: pip install 'ray>=2.9' (or use --workers 1)") from error
-        self.ray = ray
+    def __init__(self, workers: int, address: str | None = None, job_timeout_s: float = 7200.0) -> None:
+        from nas.raycluster import connect_ray, import_ray
+
+        self.ray = ray = import_ray()
         self.workers = workers
-        self.started = False
-        if not ray.is_initialized():
-            root = str(Path(__file__).resolve().parent.parent)
-            paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-            env = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "GLOG_v": os.environ.get("GLOG_v", "3")}
-            if "NAS_LOCK_DIR" in os.environ:
-                env["NAS_LOCK_DIR"] = os.environ["NAS_LOCK_DIR"]
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "runtime_env": {"env_vars": env}}
-            if address:
-                ray.init(address=address, **options)
-            else:
-                ray.init(num_cpus=workers, **options)
-            self.started = True
+        self.job_timeout_s = job_timeout_s
+        self.started = connect_ray(address, workers)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(_guarded)
 
     def run(self, jobs: Sequence[ProposalJob]) -> Iterator[ProposalOutcome]:
         """Yield outcomes as they finish (at most ``workers`` jobs in flight)."""
         pending = list(jobs)
-        running: dict[Any, ProposalJob] = {}
-        while pending or running:  # bounded: every job is submitted once and finishes once
+        running: dict[Any, tuple[ProposalJob, float]] = {}
+        # Bounded: every job is submitted once and finishes, fails or times out once.
+        while pending or running:
             while pending and len(running) < self.workers:
                 job = pending.pop(0)
-                running[self.remote.remote(job)] = job
-            done, _ = self.ray.wait(list(running), num_returns=1)
+                running[self.remote.remote(job)] = (job, time.perf_counter())
+            done, _ = self.ray.wait(list(running), num_returns=1, timeout=5.0)
             for ref in done:
-                job = running.pop(ref)
+                job, started = running.pop(ref)
                 try:
                     yield self.ray.get(ref)
                 except Exception as error:  # the worker process died
-                    yield _failed(job, error, time.perf_counter())
+                    yield _failed(job, error, started)
+            for ref, (job, started) in list(running.items()):
+                if time.perf_counter() - started > self.job_timeout_s:
+                    self.ray.cancel(ref, force=True)
+                    running.pop(ref)
+                    yield _failed(job, TimeoutError(f"fine-tune ran past {self.job_timeout_s:g} s"), started)
 
     def close(self) -> None:
         if self.started:

@@ -209,6 +209,24 @@ class FactorizedSpace:
             return self.from_indices([generator.randrange(len(d.choices)) for d in self._decisions])
         return self.from_indices([int(generator.integers(len(d.choices))) for d in self._decisions])
 
+    def _lookup(self, path: str, decision: str, value: Any, table: Mapping[Any, Any]) -> Any:
+        """The choice of ``decision`` that gives ``value`` at spec field ``path`` (for ``encode``)."""
+        if value not in table:
+            raise NotInSpaceError(self._name, path, value,
+                                  f"no choice of decision {decision!r} gives it (possible: {sorted(table, key=str)})")
+        return table[value]
+
+    def _check_block_count(self, spec: ArchSpec, count: int) -> None:
+        if not isinstance(spec, ArchSpec):
+            raise TypeError(f"encode takes an ArchSpec (got {type(spec).__name__})")
+        if len(spec.blocks) != count:
+            raise NotInSpaceError(self._name, "blocks", len(spec.blocks), f"the space has {count} blocks")
+
+    def _named(self, reference: ArchSpec, blocks: Sequence[Any]) -> ArchSpec:
+        """``reference`` with these blocks, named after the space and the architecture id."""
+        spec = reference.replace(blocks=tuple(blocks))
+        return spec.replace(name=f"{self._name}-{spec.arch_id}")
+
     def canonical(self, decisions: Mapping[str, Any]) -> dict[str, Any]:
         """The canonical point that decodes to the same spec as ``decisions``."""
         return self.encode(self.decode(decisions))

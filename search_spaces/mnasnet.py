@@ -211,22 +211,12 @@ class MnasNetSpace(FactorizedSpace):
             block = self._block(index, point, channels)
             blocks.append(block)
             channels = block.out
-        spec = self.reference.replace(blocks=tuple(blocks))
-        return spec.replace(name=f"{self._name}-{spec.arch_id}")
+        return self._named(self.reference, blocks)
 
     # ----- encode -------------------------------------------------------------------------------
 
-    def _lookup(self, path: str, decision: str, value: Any, table: Mapping[Any, Any]) -> Any:
-        if value not in table:
-            raise NotInSpaceError(self._name, path, value,
-                                  f"no choice of decision {decision!r} gives it (possible: {sorted(table)})")
-        return table[value]
-
     def encode(self, spec: ArchSpec) -> dict[str, Any]:
-        if not isinstance(spec, ArchSpec):
-            raise TypeError(f"encode takes an ArchSpec (got {type(spec).__name__})")
-        if len(spec.blocks) != len(self._slots):
-            raise NotInSpaceError(self._name, "blocks", len(spec.blocks), f"the space has {len(self._slots)} blocks")
+        self._check_block_count(spec, len(self._slots))
         point: dict[str, Any] = {}
         normalized = []
         channels = spec.stem.channels

@@ -132,20 +132,10 @@ class MobileNetV3Space(FactorizedSpace):
                 kernel=self._kernels[point[f"b{index}_kernel"]], stride=slot.stride, repeats=repeats,
                 expand=tuple(slot.expand_widths[j][point[f"b{index}_l{j}_expand"]] for j in range(repeats)),
                 se=se, act=point[f"b{index}_act"], skip=slot.skip))
-        spec = self.reference.replace(blocks=tuple(blocks))
-        return spec.replace(name=f"{self._name}-{spec.arch_id}")
-
-    def _lookup(self, path: str, decision: str, value: Any, table: Mapping[Any, Any]) -> Any:
-        if value not in table:
-            raise NotInSpaceError(self._name, path, value,
-                                  f"no choice of decision {decision!r} gives it (possible: {sorted(table, key=str)})")
-        return table[value]
+        return self._named(self.reference, blocks)
 
     def encode(self, spec: ArchSpec) -> dict[str, Any]:
-        if not isinstance(spec, ArchSpec):
-            raise TypeError(f"encode takes an ArchSpec (got {type(spec).__name__})")
-        if len(spec.blocks) != len(self._slots):
-            raise NotInSpaceError(self._name, "blocks", len(spec.blocks), f"the space has {len(self._slots)} blocks")
+        self._check_block_count(spec, len(self._slots))
         point: dict[str, Any] = {}
         kernel_of = {kernel: choice for choice, kernel in self._kernels.items()}
         for index, (block, slot) in enumerate(zip(spec.blocks, self._slots)):

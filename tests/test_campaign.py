@@ -105,7 +105,10 @@ def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
                          "not found"),
         "storage.yaml": (yaml.safe_dump(tiny_config("existing", storage="postgresql://nobody@127.0.0.1:9/none")),
                          "is unreachable"),
-        "changed.yaml": (yaml.safe_dump(tiny_config("existing", seed=7)), "different 'seed' settings"),
+        "changed.yaml": (yaml.safe_dump(tiny_config("existing", seed=7)), "started with seed=0, this config has seed=7"),
+        "nested_change.yaml": (yaml.safe_dump(tiny_config("existing", evaluator={"epochs": 3})),
+                               "evaluator.epochs=1, this config has evaluator.epochs=3"),
+        "reward.yaml": (yaml.safe_dump(tiny_config("existing", reward={"kind": "soft", "alpha": 0.5})), "reward"),
         "space.yaml": (yaml.safe_dump(tiny_config("existing", space={"name": "resnet"})), "unknown space 'resnet'"),
         "controller.yaml": (yaml.safe_dump(tiny_config("existing", controller={"name": "ppo"})),
                             "unknown controller 'ppo'"),
@@ -118,6 +121,22 @@ def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
         assert result.returncode == 2, (file_name, result.stderr[-1500:])
         assert len(lines) == 1 and message in lines[0], (file_name, lines)
     assert _fingerprint(isolated / "runs") == before
+
+
+def test_resume_accepts_operational_changes_and_names_a_search_change(tmp_path) -> None:
+    from nas.campaign import CampaignError, check_run_identity
+    from nas.campaign_config import config_from_dict
+
+    run_dir = tmp_path / "runs" / "resumed"
+    run_dir.mkdir(parents=True)
+    stored = tiny_config("resumed", latency={"cache": True, "timeout_s": 50.0})
+    (run_dir / "config.yaml").write_text(config_from_dict(stored).to_yaml())
+    operational = tiny_config("resumed", budget={"trials": 9}, workers=2,
+                              latency={"timeout_s": 90.0}, evaluator={"timeout_s": 99.0})
+    check_run_identity(config_from_dict(operational), tmp_path / "runs")
+    changed = tiny_config("resumed", latency={"warmup": 3})
+    with pytest.raises(CampaignError, match=r"started with latency\.warmup=2, this config has latency\.warmup=3"):
+        check_run_identity(config_from_dict(changed), tmp_path / "runs")
 
 
 @pytest.mark.slow
@@ -221,21 +240,21 @@ def _run_until(config: Path, runs: Path, name: str, finished: int, timeout: floa
 @pytest.mark.slow
 def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
     runs = isolated / "runs"
-    reference = write_config(isolated, "straight")
+    reference = write_config(isolated, "straight", budget={"trials": 3})
     assert run_nas("search", "-c", str(reference), "--runs-dir", str(runs)).returncode == 0
     expected = [t.user_attrs["arch_id"] for t in complete(stored_trials(runs / "straight", "straight"))]
-    assert len(expected) == 4
+    assert len(expected) == 3
 
-    killed = write_config(isolated, "killed")
-    _run_until(killed, runs, "killed", finished=2)
+    killed = write_config(isolated, "killed", budget={"trials": 3})
+    _run_until(killed, runs, "killed", finished=1)  # mid PPO batch (M = 2)
     trials = stored_trials(runs / "killed", "killed")
-    assert len(complete(trials)) == 2 and any(t.state.name == "RUNNING" for t in trials)
+    assert len(complete(trials)) == 1 and any(t.state.name == "RUNNING" for t in trials)
 
     resumed = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = stored_trials(runs / "killed", "killed")
     done = complete(trials)
-    assert len(done) == 4
+    assert len(done) == 3
     evaluated = [t.user_attrs["arch_id"] for t in done if "reused_from" not in t.user_attrs]
     assert len(evaluated) == len(set(evaluated))  # no architecture evaluated twice
     assert [t.user_attrs["arch_id"] for t in done] == expected  # the same sequence as uninterrupted
@@ -243,21 +262,21 @@ def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
     assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["error"]
 
     again = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
-    assert again.returncode == 0 and "already has 4 finished trials" in again.stderr
+    assert again.returncode == 0 and "already has 3 finished trials" in again.stderr
 
     # --rerun-failed retries the interrupted trial's architecture; it was evaluated meanwhile (it was
     # proposed again), so the stored result is reused instead of evaluating it a second time.
     rerun = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     done = complete(stored_trials(runs / "killed", "killed"))
-    assert len(done) == 5
+    assert len(done) == 4
     assert done[-1].user_attrs["arch_id"] == interrupted[0].user_attrs["arch_id"]
     source = {t.number: t for t in done}[done[-1].user_attrs["reused_from"]]
     assert source.user_attrs["latency_ms"] == done[-1].user_attrs["latency_ms"]
-    assert len([t for t in done if "reused_from" not in t.user_attrs]) == 4
+    assert len([t for t in done if "reused_from" not in t.user_attrs]) == 3
     assert done[-1].user_attrs["rerun_of"] == interrupted[0].number
     once = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
-    assert once.returncode == 0 and len(complete(stored_trials(runs / "killed", "killed"))) == 5  # retried once
+    assert once.returncode == 0 and len(complete(stored_trials(runs / "killed", "killed"))) == 4  # retried once
 
 
 def _start(config: Path, runs: Path) -> subprocess.Popen:
@@ -336,12 +355,17 @@ def test_ctrl_c_stops_cleanly_and_records_the_interruption(isolated) -> None:
 
 
 @pytest.mark.slow
-def test_address_joins_an_existing_ray_cluster(isolated) -> None:
+def test_address_joins_an_existing_ray_cluster(isolated, monkeypatch) -> None:
+    """`ray start` on a machine holding a Ray token enables token auth; the campaign must send it."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    token_file = isolated / "ray_token"
+    token_file.write_text("0123456789abcdef0123456789abcdef")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
     ray = str(Path(sys.executable).parent / "ray")
     env = dict(os.environ, GLOG_v="3", RAY_USAGE_STATS_ENABLED="0")
     subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
@@ -352,9 +376,42 @@ def test_address_joins_an_existing_ray_cluster(isolated) -> None:
                          "--address", f"127.0.0.1:{port}")
         assert result.returncode == 0, result.stderr[-3000:]
         assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
-        status = subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True,
+        status = subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=dict(env, RAY_AUTH_MODE="token"),
+                                capture_output=True,
                                 text=True, timeout=120)
         assert status.returncode == 0  # the campaign joined the cluster and left it running
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
+    config = write_config(isolated, "joined", budget={"trials": 2})
+    result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"),
+                     "--address", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert f"address '127.0.0.1:{port}': no Ray cluster answers there" in result.stderr.strip().splitlines()[-1]
+    assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
 
+
+def test_drivers_sharing_a_study_leave_each_others_live_trials_alone(isolated) -> None:
+    """A second driver (its own run directory, the same storage) fails only dead drivers' trials."""
+    import dataclasses
+
+    from nas.campaign import HEARTBEAT_STALE_S, Campaign, CampaignError
+    from nas.campaign_config import config_from_dict
+
+    storage = f"sqlite:///{isolated / 'shared.db'}"
+    config = config_from_dict(tiny_config("shared", storage=storage, controller={"name": "random", "options": {}}))
+    first = Campaign(config, isolated / "runs_a", log=lambda line: None)
+    job = first._next_job(profile, None)
+    live = job["trial"]
+
+    second = Campaign(config, isolated / "runs_b", log=lambda line: None)
+    assert {t.number: t.state.name for t in second.study.get_trials()}[live] == "RUNNING"
+    with pytest.raises(CampaignError, match="already running from"):
+        Campaign(config, isolated / "runs_b", log=lambda line: None)  # one driver per run directory
+
+    # The first driver stops beating: a driver starting later fails its trial.
+    storage_api = first.study._storage
+    storage_api.set_study_system_attr(first.study._study_id, f"heartbeat:{first.driver_id}",
+                                      time.time() - HEARTBEAT_STALE_S - 1)
+    third = Campaign(dataclasses.replace(config), isolated / "runs_c", log=lambda line: None)
+    trial = {t.number: t for t in third.study.get_trials()}[live]
+    assert trial.state.name == "FAIL" and "interrupted" in trial.user_attrs["error"]

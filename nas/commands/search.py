@@ -68,16 +68,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference_points(config, run_dir: Path, with_accuracy: bool, log) -> list:
+def _reference_points(config, run_dir: Path, study, with_accuracy: bool, log) -> list:
     """Reference models at the campaign's measured latency (and proxy accuracy, if asked)."""
     from nas.campaign import dataset_classes
     from nas.evaluate import evaluate_candidate, measure_latency
     from nas.plots import ReferencePoint
+    from nas.spec import ArchSpec
     from search_spaces import references
 
     cache_path = run_dir / "references.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    classes = dataset_classes(config)
+    stored = next((t.user_attrs["spec_yaml"] for t in study.get_trials(deepcopy=False) if "spec_yaml" in t.user_attrs),
+                  None)  # the classes of the proxy task, without opening the dataset
+    classes = ArchSpec.from_yaml(stored).num_classes if stored else dataset_classes(config)
     points = []
     for name in REFERENCE_MODELS:
         spec = references.get(name).replace(num_classes=classes, resolution=config.evaluator.resolution)
@@ -116,7 +119,7 @@ def _plot(args: argparse.Namespace) -> int:
         frame = trials_frame(study.get_trials(deepcopy=False))
         reward = RewardShape(config.reward.kind, config.reward.target_ms, config.reward.w, config.reward.alpha,
                              config.reward.beta)
-        points = [] if args.no_references else _reference_points(config, run_dir, args.with_references, log)
+        points = [] if args.no_references else _reference_points(config, run_dir, study, args.with_references, log)
         title = f"{config.name}: {config.space.name} space, {config.controller.name} controller"
         out = Path(args.output or run_dir)
     else:
