@@ -48,7 +48,6 @@ FORMAT = "nas-latency-lut"
 FORMAT_VERSION = 1
 META = "meta.json"
 ENTRIES = "entries.sqlite"
-MAX_ANCHORS = 24
 _COLUMNS = ("key", "kind", "base", "c_in", "c_mid", "c_out", "se", "median_ms", "p10_ms", "p90_ms", "iqr_ms",
             "repeats", "cv", "measured_at")
 
@@ -419,8 +418,10 @@ _SPLITS = (
 
 def _decomposed(group: list[_Entry], coords: tuple[int, int, int], se: int) -> float | None:
     """First-order estimate from a measured anchor plus separate moves along measured lines."""
+    # Nearest anchors first, but all of them: on a one-line-at-a-time grid (NetAdapt's) the only
+    # anchor whose lines reach a point off two lines is the grid's centre, often not the nearest.
     anchors = sorted(group, key=lambda entry: sum(abs(a - b) for a, b in zip(entry.coords, coords)))
-    for anchor in anchors[:MAX_ANCHORS]:
+    for anchor in anchors:
         delta = tuple(a - b for a, b in zip(coords, anchor.coords))
         for split in _SPLITS:
             moves = [tuple(d * m for d, m in zip(delta, mask)) for mask in split]

@@ -163,6 +163,16 @@ def test_the_table_combines_a_pruned_expansion_with_a_pruned_group(tmp_path) -> 
     assert layer_ms == pytest.approx(_true_layer_ms(8, 32, 16))
 
 
+def test_a_point_off_two_grid_lines_is_found_from_the_grid_centre(tmp_path) -> None:
+    """NetAdapt's grid: lines through one centre. Many anchors on one line are nearer the query
+    than the centre, yet only the centre reaches it by two measured moves."""
+    measured = [tiny_spec(mid=mid, out=24) for mid in range(8, 401, 8)] + [tiny_spec(mid=400, out=8)]
+    lut = _table_with(tmp_path, measured)
+    (_, layer_ms, how), = [row for row in lut.breakdown(tiny_spec(mid=200, out=8)) if row[0].kind == "layer"]
+    assert how == "interpolated"
+    assert layer_ms == pytest.approx(_true_layer_ms(8, 200, 8))
+
+
 def test_calibration_recovers_a_line_and_is_saved(tmp_path) -> None:
     summed = [10.0, 20.0, 30.0, 45.0]
     measured = [2 * value + 3 for value in summed]
