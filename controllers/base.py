@@ -68,6 +68,31 @@ class Failed:
 Value = Union[float, Sequence[float], Failed]
 
 
+class AskedTrials:
+    """Ask/tell bookkeeping shared by the in-house controllers: numbers trials, remembers what
+    each asked trial needs at tell time, and checks a tell. Uses ``_asked``, ``_next_number``,
+    ``space``, ``name`` and ``directions`` of the controller."""
+
+    _asked: dict[int, Any]
+    _next_number: int
+
+    def _record_ask(self, indices: Sequence[int], payload: Any) -> Trial:
+        """A new trial for the choice ``indices``; ``payload`` comes back at its tell."""
+        number = self._next_number
+        self._next_number += 1
+        self._asked[number] = payload
+        return Trial(number, self.space.from_indices(indices))  # type: ignore[attr-defined]
+
+    def _take_told(self, trial: "Trial | int", value: Any) -> tuple[Any, "tuple[float, ...] | Failed"]:
+        """The payload of an asked trial and its checked value; the trial counts as told."""
+        number = trial_number(trial)
+        if number not in self._asked:
+            raise UnknownTrialError(f"controller {self.name!r}: trial {number} "  # type: ignore[attr-defined]
+                                    "was not asked or was already told")
+        checked = check_value(self.name, value, self.directions)  # type: ignore[attr-defined]
+        return self._asked.pop(number), checked
+
+
 @runtime_checkable
 class Controller(Protocol):
     """What the campaign relies on."""

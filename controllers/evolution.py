@@ -13,14 +13,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from controllers.base import (
-    ControllerOptionError, Failed, Trial, UnknownTrialError, Value, check_state, check_value, trial_number,
+    AskedTrials, ControllerOptionError, Failed, Trial, Value, check_state,
 )
 from search_spaces import SearchSpace
 
 FORMAT = "nas.controllers.evolution/1"
 
 
-class EvolutionController:
+class EvolutionController(AskedTrials):
     """Aging evolution over a search space's categorical decisions (single objective, maximised)."""
 
     name = "evolution"
@@ -64,17 +64,10 @@ class EvolutionController:
     def ask(self) -> Trial:
         warming_up = self._next_number < self.population_size or not self._population
         indices = self._random() if warming_up else self._mutant()
-        number = self._next_number
-        self._next_number += 1
-        self._asked[number] = indices
-        return Trial(number, self.space.from_indices(indices))
+        return self._record_ask(indices, indices)
 
     def tell(self, trial: Trial | int, value: Value) -> None:
-        number = trial_number(trial)
-        if number not in self._asked:
-            raise UnknownTrialError(f"controller {self.name!r}: trial {number} was not asked or was already told")
-        checked = check_value(self.name, value, self.directions)
-        indices = self._asked.pop(number)
+        indices, checked = self._take_told(trial, value)
         if isinstance(checked, Failed):
             return
         self._population.append((indices, checked[0]))

@@ -34,8 +34,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from controllers.base import (
-    ControllerError, ControllerOptionError, Failed, Trial, UnknownTrialError, Value, check_state, check_value,
-    trial_number,
+    AskedTrials, ControllerError, ControllerOptionError, Failed, Trial, Value, check_state,
 )
 from search_spaces import SearchSpace
 
@@ -120,7 +119,7 @@ def _functions() -> dict[str, Any]:
     return _COMPILED
 
 
-class RLController:
+class RLController(AskedTrials):
     """MnasNet's RL controller (single objective: the reward, maximised).
 
     The defaults (M = 20, 4 epochs, Adam 0.02, entropy 0.05, hidden 64) were tuned on the
@@ -288,17 +287,10 @@ class RLController:
         if not self._drawn:
             self._draw_batch()
         choices, log_probs = self._drawn.pop(0)
-        number = self._next_number
-        self._next_number += 1
-        self._asked[number] = (choices, log_probs)
-        return Trial(number, self.space.from_indices(choices))
+        return self._record_ask(choices, (choices, log_probs))
 
     def tell(self, trial: Trial | int, value: Value) -> None:
-        number = trial_number(trial)
-        if number not in self._asked:
-            raise UnknownTrialError(f"controller {self.name!r}: trial {number} was not asked or was already told")
-        checked = check_value(self.name, value, self.directions)
-        choices, log_probs = self._asked.pop(number)
+        (choices, log_probs), checked = self._take_told(trial, value)
         if isinstance(checked, Failed):
             if self.options["failure_reward"] is None:
                 return

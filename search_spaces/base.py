@@ -148,6 +148,7 @@ class FactorizedSpace:
     _name: str
     _decisions: tuple[Decision, ...]
     _options: dict[str, Any]
+    settings: Any
 
     @property
     def name(self) -> str:
@@ -208,6 +209,13 @@ class FactorizedSpace:
         if isinstance(generator, random.Random):
             return self.from_indices([generator.randrange(len(d.choices)) for d in self._decisions])
         return self.from_indices([int(generator.integers(len(d.choices))) for d in self._decisions])
+
+    def _configure(self, name: str, options_type: type, options: Mapping[str, Any]) -> Any:
+        """Set the name and the parsed options (``self.settings``); return the settings."""
+        self._name = name
+        self.settings = parse_options(options_type, options)
+        self._options = options_to_data(self.settings)
+        return self.settings
 
     def _lookup(self, path: str, decision: str, value: Any, table: Mapping[Any, Any]) -> Any:
         """The choice of ``decision`` that gives ``value`` at spec field ``path`` (for ``encode``)."""

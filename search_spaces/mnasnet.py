@@ -45,8 +45,7 @@ from typing import Any, Mapping
 from nas.spec import ACTIVATIONS, SKIPS, ArchSpec, BlockSpec, SESpec, SpecError
 from search_spaces.base import (
     Decision, FactorizedSpace, NotInSpaceError, SpaceOptionError, check_number_tuple, check_round_trip,
-    check_str_tuple, inverse_lookup, kernel_choices, options_to_data, parse_options,
-    relative_widths,
+    check_str_tuple, inverse_lookup, kernel_choices, relative_widths,
 )
 
 OPS = ("conv", "dwsep", "mbconv")
@@ -129,6 +128,12 @@ def load_reference(name: str, width: float) -> ArchSpec:
         raise SpaceOptionError("width", width, error.reason) from None
 
 
+def configured_reference(settings: Any) -> ArchSpec:
+    """The reference of a space's settings (``reference``, ``width``) with their overrides."""
+    return apply_overrides(load_reference(settings.reference, settings.width), settings.resolution,
+                           settings.num_classes, settings.dropout)
+
+
 def apply_overrides(spec: ArchSpec, resolution: int | None, num_classes: int | None,
                     dropout: float | None) -> ArchSpec:
     """The reference with the resolution, class count and dropout options applied."""
@@ -144,12 +149,8 @@ class MnasNetSpace(FactorizedSpace):
     """MnasNet's factorized hierarchical space around a reference (default MobileNetV2)."""
 
     def __init__(self, name: str = "mnasnet", **options: Any) -> None:
-        self._name = name
-        self.settings: MnasNetOptions = parse_options(MnasNetOptions, options)
-        self._options = options_to_data(self.settings)
-        settings = self.settings
-        reference = apply_overrides(load_reference(settings.reference, settings.width),
-                                    settings.resolution, settings.num_classes, settings.dropout)
+        settings: MnasNetOptions = self._configure(name, MnasNetOptions, options)
+        reference = configured_reference(settings)
         if settings.activation is not None:
             reference = reference.replace(
                 stem=dataclasses.replace(reference.stem, act=settings.activation),

@@ -28,9 +28,9 @@ from typing import Any, Mapping
 from nas.spec import ACTIVATIONS, ArchSpec, BlockSpec, SESpec
 from search_spaces.base import (
     Decision, FactorizedSpace, NotInSpaceError, SpaceOptionError, check_number_tuple, check_round_trip,
-    check_str_tuple, inverse_lookup, kernel_choices, options_to_data, parse_options, relative_widths,
+    check_str_tuple, inverse_lookup, kernel_choices, relative_widths,
 )
-from search_spaces.mnasnet import apply_overrides, load_reference
+from search_spaces.mnasnet import configured_reference
 
 SE_CONVENTION = {"base": "expand", "gate": "hsigmoid", "divisor": 8, "act": "relu"}
 
@@ -82,12 +82,8 @@ class MobileNetV3Space(FactorizedSpace):
     """Per-block filters, depth, kernel, SE and activation, and per-layer expansion widths."""
 
     def __init__(self, name: str = "mobilenet_v3", **options: Any) -> None:
-        self._name = name
-        self.settings: MobileNetV3Options = parse_options(MobileNetV3Options, options)
-        self._options = options_to_data(self.settings)
-        settings = self.settings
-        reference = apply_overrides(load_reference(settings.reference, settings.width),
-                                    settings.resolution, settings.num_classes, settings.dropout)
+        settings: MobileNetV3Options = self._configure(name, MobileNetV3Options, options)
+        reference = configured_reference(settings)
         self.reference = reference
         self._kernels = kernel_choices("kernels", settings.kernels, allow_mixed=True)
         kernel_of = {kernel: choice for choice, kernel in self._kernels.items()}
