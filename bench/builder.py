@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 
 from bench.common import summary, time_calls, write_report
+from nas.builder import build_network
+from nas.profile import profile
+from search_spaces import references
 
 
 def _train_step(net, batch: int, resolution: int, classes: int):
@@ -35,10 +38,6 @@ def main() -> None:
 
     import mindcv
     import mindspore as ms
-
-    from nas.builder import build_network
-    from nas.profile import profile
-    from search_spaces import references
 
     ms.set_context(mode=ms.GRAPH_MODE)
     figures: dict = {"args": vars(args)}

@@ -34,6 +34,11 @@ import time
 from typing import Any, Callable
 
 from bench.common import summary, write_report
+from controllers import make_controller
+from nas.layers import plan_layers
+from nas.profile import profile
+from nas.reward import reward
+from search_spaces import get_space
 
 TARGET_MS = 75.0
 W = -0.07
@@ -41,9 +46,6 @@ W = -0.07
 
 def surrogate(spec: Any) -> tuple[float, float]:
     """(accuracy, latency_ms) of the documented surrogate model of ``spec``."""
-    from nas.layers import plan_layers
-    from nas.profile import profile
-
     madds = profile(spec).madds / 1e6
     layers = plan_layers(spec)
     se_layers = sum(1 for layer in layers if layer.se_channels)
@@ -71,8 +73,6 @@ def surrogate(spec: Any) -> tuple[float, float]:
 
 def make_objective(space: Any) -> Callable[[dict], tuple[float, float, float]]:
     """(reward, accuracy, latency_ms) of a point (cached: the surrogate is deterministic)."""
-    from nas.reward import reward
-
     cache: dict[tuple, tuple[float, float, float]] = {}
 
     def objective(decisions: dict) -> tuple[float, float, float]:
@@ -91,8 +91,6 @@ def _told(name: str, outcome: tuple[float, float, float]) -> Any:
 
 
 def _controller(name: str, space: Any, seed: int, rl_options: dict) -> Any:
-    from controllers import make_controller
-
     return make_controller(name, space, seed, **(rl_options if name == "rl" else {}))
 
 
@@ -164,8 +162,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import optuna
-
-    from search_spaces import get_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     checkpoints = sorted(int(value) for value in args.checkpoints.split(","))

@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 
 from bench.common import summary, write_report
+from latency.lut import LatencyLUT, accuracy, additivity_check, build_lut, fit_calibration
+from latency.mindspore_backend import MindSporeBackend
+from latency.pieces import unique_pieces
+from latency.sampling import netadapt_grid_specs, space_specs
+from search_spaces import references
 
 PIXEL1_MS = {"mobilenet_v3_small": 15.8, "mobilenet_v3_large": 51.0, "mnasnet_a1": 78.0, "mobilenet_v2": 75.0}
 
@@ -42,8 +47,6 @@ def _counter(label: str):
 
 
 def repeatability(backend, processes: int) -> dict:
-    from search_spaces import references
-
     spec = references.get("mobilenet_v3_large")
     medians, seconds = [], []
     for index in range(processes):
@@ -61,8 +64,6 @@ def repeatability(backend, processes: int) -> dict:
 def references_vs_pixel1(backend) -> dict:
     from scipy.stats import kendalltau, spearmanr
 
-    from search_spaces import references
-
     names = list(PIXEL1_MS)
     results = backend.measure_many([references.get(name) for name in names])
     measured = [result.median_ms for result in results]
@@ -79,10 +80,6 @@ def references_vs_pixel1(backend) -> dict:
 
 
 def lut_accuracy(backend, args: argparse.Namespace, directory: Path) -> dict:
-    from latency.lut import LatencyLUT, accuracy, additivity_check, build_lut, fit_calibration
-    from latency.pieces import unique_pieces
-    from latency.sampling import space_specs
-
     total = args.samples + args.calibration_samples
     specs, note = space_specs("mnasnet" if args.space == "auto" else args.space, total, seed=args.seed)
     print(f"architectures: {note}")
@@ -149,11 +146,6 @@ def interpolation(backend, args: argparse.Namespace, directory: Path) -> dict:
     layers that are measured directly."""
     import random
 
-    from latency.lut import LatencyLUT, build_lut
-    from latency.pieces import unique_pieces
-    from latency.sampling import netadapt_grid_specs
-    from search_spaces import references
-
     spec = references.get("mobilenet_v3_large")
     lut = LatencyLUT(directory, backend.stamp(resolution=args.resolution), source={"kind": "bench-grid"})
     coarse = unique_pieces([spec, *netadapt_grid_specs(spec, step=args.grid_step)], args.resolution)
@@ -194,8 +186,6 @@ def main() -> None:
     parser.add_argument("--grid-step", type=int, default=4, help="coarse grid for --interpolation (default 4)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["repeatability", "references", "lut"])
     args = parser.parse_args()
-
-    from latency.mindspore_backend import MindSporeBackend
 
     backend = MindSporeBackend("CPU", resolution=args.resolution, threads=args.threads, max_repeats=args.max_repeats,
                                tolerance=args.tolerance)

@@ -29,6 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, write_report
+from latency.mindspore_backend import MindSporeBackend
+from nas.builder import build_network
+from nas.checkpoint import save_weights
+from nas.data import DataConfig, open_data
+from nas.spec import ArchSpec
+from nas.train import TrainConfig, Trainer, evaluate
+from netadapt.config import NetAdaptConfig
+from netadapt.history import read_history
+from netadapt.plotting import plot_trajectory
+from netadapt.resources import BackendMeter, build_netadapt_lut
+from netadapt.run import NetAdapt, _LUTPredictor, long_term_fine_tune
+from search_spaces import references
 
 SMOKE = {"width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95,0.9", "baseline_widths": "0.5",
          "short_term_steps": 4, "targets": "group,head", "lut_grid_step": 8, "lut_calibration": 2,
@@ -39,11 +51,6 @@ def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple
     """Train from scratch (cosine LR, short warm-up); return the checkpoint, held-out top-1 and seconds.
     The held-out split is NetAdapt's (same data seed and fraction)."""
     import mindspore as ms
-
-    from nas.builder import build_network
-    from nas.checkpoint import save_weights
-    from nas.data import DataConfig, open_data
-    from nas.train import TrainConfig, Trainer, evaluate
 
     ms.set_context(mode=ms.GRAPH_MODE)
     data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
@@ -81,8 +88,6 @@ def _plot(path: Path, run_dir: Path, netadapt_points: list[dict], baselines: lis
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from netadapt.plotting import plot_trajectory
 
     figure, ax = plt.subplots(figsize=(7, 5))
     plot_trajectory(ax, run_dir, label="NetAdapt (short-term)", proposals=False)
@@ -136,15 +141,6 @@ def main() -> None:
             setattr(args, key, value)
 
     import mindspore as ms
-
-    from netadapt.config import NetAdaptConfig
-    from netadapt.history import read_history
-    from netadapt.resources import BackendMeter, build_netadapt_lut
-    from netadapt.run import NetAdapt, _LUTPredictor, long_term_fine_tune
-    from latency.mindspore_backend import MindSporeBackend
-    from nas.data import DataConfig, open_data
-    from nas.spec import ArchSpec
-    from search_spaces import references
 
     ms.set_context(mode=ms.GRAPH_MODE)
     work = Path(args.work)
@@ -252,7 +248,8 @@ def main() -> None:
     for snap, comparison in zip(snapshots, comparisons):
         ratio = comparison["latency_ratio"]
         ratio_text = f"{ratio:.2f}x" if ratio is not None else "outside the baselines' accuracy range"
-        print(f"  budget {snap['budget']:g}: {snap['measured_ms']:.3f} ms ({snap['measured_ms'] / seed_ms:.2f} of the seed; "
+        share = snap['measured_ms'] / seed_ms
+        print(f"  budget {snap['budget']:g}: {snap['measured_ms']:.3f} ms ({share:.2f} of the seed; "
               f"{snap['predicted_ms']:.3f} ms predicted), top1 {snap['top1']:.4f}; width multipliers at equal "
               f"accuracy: {ratio_text}")
     print("width multipliers (trained from scratch for the same total epochs):")

@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 from bench.common import write_report
+from nas.builder import build_network
+from nas.data import DataConfig, open_data
+from nas.train import TrainConfig, Trainer
+from search_spaces import references
 
 
 def _engine_throughput(args: argparse.Namespace) -> dict:
     import mindcv
     import mindspore as ms
-
-    from nas.builder import build_network
-    from nas.data import DataConfig, open_data
-    from nas.train import TrainConfig, Trainer
-    from search_spaces import references
 
     ms.set_context(mode=ms.GRAPH_MODE)
     data = open_data(DataConfig("digits", resolution=args.resolution))
@@ -87,13 +86,12 @@ def main() -> None:
 
     import yaml
 
-    from search_spaces import references
-
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         spec = references.get("mobilenet_v3_small", 0.75).replace(resolution=32)
         (workdir / "spec.yaml").write_text(spec.to_yaml())
-        recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments/recipes/digits_cpu.yaml").read_text())
+        recipe_path = Path(__file__).resolve().parents[1] / "experiments/recipes/digits_cpu.yaml"
+        recipe = yaml.safe_load(recipe_path.read_text())
         recipe["train"]["epochs"] = args.epochs
         (workdir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
         single = _nas_train(args, workdir, distribute=False)

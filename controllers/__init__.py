@@ -12,74 +12,23 @@ MindSpore and Optuna are imported only when a controller that needs them is made
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
-
 from controllers.base import (
-    Controller, ControllerError, ControllerOptionError, Failed, TellValueError, Trial, UnknownControllerError,
-    UnknownTrialError, load_state, save_state,
+    Controller,
+    ControllerError,
+    ControllerOptionError,
+    Failed,
+    StudyController,
+    TellValueError,
+    Trial,
+    UnknownControllerError,
+    UnknownTrialError,
+    load_state,
+    save_state,
 )
-from search_spaces import SearchSpace
-
-
-def _rl(space: SearchSpace, seed: int, **options: Any) -> Controller:
-    from controllers.rl import RLController
-
-    _check_options("rl", RLController, options)
-    return RLController(space, seed, **options)
-
-
-def _evolution(space: SearchSpace, seed: int, **options: Any) -> Controller:
-    from controllers.evolution import EvolutionController
-
-    _check_options("evolution", EvolutionController, options)
-    return EvolutionController(space, seed, **options)
-
-
-def _optuna_maker(name: str) -> Callable[..., Controller]:
-    def make(space: SearchSpace, seed: int, **options: Any) -> Controller:
-        from controllers import optuna_study
-
-        return getattr(optuna_study, f"make_{name}")(space, seed, **options)
-
-    return make
-
-
-_REGISTRY: dict[str, Callable[..., Controller]] = {
-    "rl": _rl,
-    "evolution": _evolution,
-    "tpe": _optuna_maker("tpe"),
-    "nsga2": _optuna_maker("nsga2"),
-    "random": _optuna_maker("random"),
-}
-
-
-def _check_options(name: str, controller_type: type, options: dict[str, Any]) -> None:
-    accepted = [parameter for parameter in inspect.signature(controller_type).parameters
-                if parameter not in ("space", "seed")]
-    for option, value in options.items():
-        if option not in accepted:
-            hint = "; run it in a study with controllers.optuna_bridge.study_controller" if option in (
-                "storage", "study_name") else ""
-            raise ControllerOptionError(name, option, value, f"unknown option; known: {sorted(accepted)}{hint}")
-
-
-def controller_names() -> list[str]:
-    """The registered controller names."""
-    return sorted(_REGISTRY)
-
-
-def make_controller(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Controller:
-    """Controller ``name`` over ``space``; unknown names and options raise named errors."""
-    if name not in _REGISTRY:
-        raise UnknownControllerError(f"unknown controller {name!r}; known: {controller_names()}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ControllerOptionError(name, "seed", seed, "must be an integer")
-    return _REGISTRY[name](space, seed, **options)
-
+from controllers.registry import controller_names, make_controller
 
 __all__ = [
-    "make_controller", "controller_names", "Controller", "Trial", "Failed", "ControllerError",
+    "make_controller", "controller_names", "Controller", "StudyController", "Trial", "Failed", "ControllerError",
     "ControllerOptionError", "UnknownControllerError", "UnknownTrialError", "TellValueError", "save_state",
     "load_state",
 ]

@@ -11,14 +11,14 @@ restored from a state continues with exactly the proposals the original would ha
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, Union, runtime_checkable
 
-from nas.errors import NasError
+from nas.spec.checks import is_int, is_number
+from nas.spec.errors import NasError
 from search_spaces import SearchSpace
 
 
@@ -115,12 +115,44 @@ class Controller(Protocol):
         space, seed and options."""
 
 
+@runtime_checkable
+class StudyController(Controller, Protocol):
+    """A controller that drives an Optuna study: everything a campaign driver uses.
+
+    :func:`controllers.optuna_bridge.study_controller` makes one of every registered controller.
+    """
+
+    study: Any  # the optuna.Study that records every trial
+
+    def tell(self, trial: Trial | int, value: Value, *,  # type: ignore[override]
+             user_attrs: Mapping[str, Any] | None = None) -> None:
+        """Finish a trial; ``user_attrs`` (JSON-serialisable) are stored on the study's trial."""
+
+    def ask_fixed(self, decisions: Mapping[str, Any]) -> Trial:
+        """A trial with fixed decisions (a re-run), recorded in the study and proposed by nobody:
+        the controller's own sampler is not told its result."""
+
+    def set_user_attrs(self, trial: Trial | int, attrs: Mapping[str, Any]) -> None:
+        """Store attributes on a trial that is still running (visible if the driver dies)."""
+
+    def pending_numbers(self) -> list[int]:
+        """Trials asked and not yet told, plus those the study finished after the last saved state."""
+
+    def replay(self, frozen_trial: Any) -> None:
+        """Tell the sampler about a trial the study finished after the saved state was taken."""
+
+    def load_state_dict(self, state: Mapping[str, Any], *,  # type: ignore[override]
+                        allow_later_trials: bool = False) -> None:
+        """Restore a saved state; ``allow_later_trials`` accepts a study that gained trials after
+        the save (the caller settles them with :meth:`replay` or a failure)."""
+
+
 def trial_number(trial: Trial | int) -> int:
     """The number of a trial given as a ``Trial`` or an int."""
     if isinstance(trial, Trial):
         return trial.number
-    if isinstance(trial, int) and not isinstance(trial, bool):
-        return trial
+    if is_int(trial):
+        return int(trial)
     raise UnknownTrialError(f"tell takes a Trial or a trial number (got {trial!r})")
 
 
@@ -135,7 +167,7 @@ def check_value(controller: str, value: Any, directions: Sequence[str]) -> tuple
         what = "a single value" if len(directions) == 1 else f"{len(directions)} values {tuple(directions)}"
         raise TellValueError(f"controller {controller!r} takes {what} (got {value!r})")
     for item in values:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+        if not is_number(item):
             raise TellValueError(f"controller {controller!r}: told values must be finite numbers (got {value!r}); "
                                  "tell Failed(reason) for a failed evaluation")
     return tuple(float(item) for item in values)
@@ -180,6 +212,7 @@ def load_state(controller: Controller, path: str | Path, **options: Any) -> None
 
 
 __all__ = [
-    "Controller", "Trial", "Failed", "Value", "ControllerError", "UnknownControllerError", "UnknownTrialError",
+    "Controller", "StudyController", "Trial", "Failed", "Value", "ControllerError", "UnknownControllerError",
+    "UnknownTrialError",
     "ControllerOptionError", "TellValueError", "save_state", "load_state",
 ]

@@ -13,8 +13,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from controllers.base import (
-    AskedTrials, ControllerOptionError, Failed, Trial, Value, check_state,
+    AskedTrials,
+    ControllerOptionError,
+    Failed,
+    Trial,
+    Value,
+    check_state,
 )
+from nas.spec.checks import is_int
 from search_spaces import SearchSpace
 
 FORMAT = "nas.controllers.evolution/1"
@@ -28,7 +34,7 @@ class EvolutionController(AskedTrials):
 
     def __init__(self, space: SearchSpace, seed: int = 0, *, population_size: int = 50, sample_size: int = 10) -> None:
         for option, value, low in (("population_size", population_size, 2), ("sample_size", sample_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ControllerOptionError(self.name, option, value, f"must be an integer >= {low}")
         if sample_size > population_size:
             raise ControllerOptionError(self.name, "sample_size", sample_size, "must not exceed population_size")

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from controllers.base import Controller, ControllerError, Failed
 from controllers.optuna_study import STUDY_OPTIONS, OptunaController, _optuna, distributions
+from controllers.registry import make_controller
 from search_spaces import SearchSpace
 
 NATIVE = ("rl", "evolution")
@@ -90,8 +91,6 @@ def study_controller(name: str, space: SearchSpace, seed: int = 0, *, storage: s
     For ``tpe``, ``nsga2`` and ``random`` this is ``make_controller`` itself; ``rl`` and
     ``evolution`` propose through a :class:`ControllerSampler`.
     """
-    from controllers import make_controller
-
     study = {"storage": storage, "study_name": study_name, "load_if_exists": load_if_exists}
     if name not in NATIVE:
         return make_controller(name, space, seed, **study, **options)  # type: ignore[return-value]

@@ -16,7 +16,14 @@ import pickle
 from typing import Any, Mapping, Sequence
 
 from controllers.base import (
-    ControllerError, ControllerOptionError, Failed, Trial, UnknownTrialError, Value, check_state, check_value,
+    ControllerError,
+    ControllerOptionError,
+    Failed,
+    Trial,
+    UnknownTrialError,
+    Value,
+    check_state,
+    check_value,
     trial_number,
 )
 from search_spaces import SearchSpace
@@ -100,7 +107,7 @@ class OptunaController:
                 "directions": list(self.directions)}
 
     def _in_memory(self) -> bool:
-        return isinstance(self.study._storage, _optuna().storages.InMemoryStorage)
+        return self.storage is None
 
     def state_dict(self) -> dict[str, Any]:
         """The sampler (with its random state), the pending trial numbers and, for an

@@ -28,14 +28,20 @@ baseline, the drawn/asked/told-but-unused proposals and the generator state.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import numpy as np
 
 from controllers.base import (
-    AskedTrials, ControllerError, ControllerOptionError, Failed, Trial, Value, check_state,
+    AskedTrials,
+    ControllerError,
+    ControllerOptionError,
+    Failed,
+    Trial,
+    Value,
+    check_state,
 )
+from nas.spec.checks import is_int, is_number
 from search_spaces import SearchSpace
 
 FORMAT = "nas.controllers.rl/1"
@@ -182,14 +188,12 @@ class RLController(AskedTrials):
                  "entropy_weight": (float, 0, 100), "baseline_decay": (float, 0, 1), "init_scale": (float, 0, 10)}
         for option, (kind, low, high) in rules.items():
             value = options[option]
-            valid_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-            if isinstance(value, bool) or not valid_type or not (low <= value <= high) or (
-                    kind is float and not math.isfinite(value)) or (option in ("learning_rate", "clip") and value <= 0):
+            valid_type = is_int(value) if kind is int else is_number(value)
+            if not valid_type or not (low <= value <= high) or (option in ("learning_rate", "clip") and value <= 0):
                 raise ControllerOptionError(cls.name, option, value, f"must be a {kind.__name__} in [{low}, {high}]"
                                             + (" and positive" if option in ("learning_rate", "clip") else ""))
         failure = options["failure_reward"]
-        if failure is not None and (isinstance(failure, bool) or not isinstance(failure, (int, float))
-                                    or not math.isfinite(failure)):
+        if failure is not None and not is_number(failure):
             raise ControllerOptionError(cls.name, "failure_reward", failure, "must be a finite number or None")
 
     # ----- the policy -----------------------------------------------------------------------------
@@ -308,7 +312,9 @@ class RLController(AskedTrials):
         return {"space": self.space.config(), "seed": self.seed, "options": dict(self.options)}
 
     def state_dict(self) -> dict[str, Any]:
-        arrays = lambda tensors: {name: tensor.asnumpy().copy() for name, tensor in zip(_PARAMETER_NAMES, tensors)}
+        def arrays(tensors: Any) -> dict[str, Any]:
+            return {name: tensor.asnumpy().copy() for name, tensor in zip(_PARAMETER_NAMES, tensors)}
+
         return {
             "format": FORMAT, **self._config(),
             "policy": arrays(self._weights),

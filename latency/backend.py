@@ -6,7 +6,7 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 from latency.pieces import Piece
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
-from nas.spec import ArchSpec
+from nas.spec.arch import ArchSpec
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from latency.errors import CacheCorruptError
 from latency.pieces import Piece
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
-from nas.spec import ArchSpec
+from nas.spec.arch import ArchSpec
 
 SCHEMA_VERSION = 1
 _COLUMNS = ("arch_id", "stamp_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "repeats", "cv", "stamp",
@@ -89,7 +89,8 @@ class LatencyCache:
             with self._connection:
                 return self._connection.execute(sql, parameters).fetchall()
         except sqlite3.DatabaseError as error:
-            raise CacheCorruptError(f"latency cache {self.path} is unreadable ({error}); it was left untouched") from None
+            raise CacheCorruptError(f"latency cache {self.path} is unreadable ({error}); "
+                                    "it was left untouched") from None
 
     def get(self, arch_id: str, stamp: DeviceStamp) -> LatencyResult | None:
         """The cached result for ``arch_id`` under exactly ``stamp``, or None."""

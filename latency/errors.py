@@ -1,8 +1,8 @@
-"""Named errors of the latency package. All are :class:`nas.errors.NasError`, so the CLI
+"""Named errors of the latency package. All are :class:`nas.spec.errors.NasError`, so the CLI
 reports them as one line with exit code 2."""
 from __future__ import annotations
 
-from nas.errors import NasError
+from nas.spec.errors import NasError
 
 
 class LatencyError(NasError):

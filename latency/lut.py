@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from latency.errors import LUTCorruptError, LUTMissError, StampMismatchError
-from latency.pieces import Piece, overhead_piece, spec_pieces
+from latency.pieces import Piece, overhead_piece, spec_pieces, unique_pieces
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
-from nas.spec import ArchSpec
+from nas.spec.arch import ArchSpec
 
 FORMAT = "nas-latency-lut"
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ class BuildReport:
 
 def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> Accuracy:
     """Share within +-10%, Spearman's rho and the percentage errors of ``predicted``."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy (about a second to import): only this report needs it
 
     if len(predicted) != len(measured) or not predicted:
         raise ValueError("accuracy needs equally many (and at least one) predictions and measurements")
@@ -216,7 +216,8 @@ class LatencyLUT:
 
     def _load_entries(self) -> None:
         try:
-            rows = self._connection.execute("SELECT key, base, c_in, c_mid, c_out, se, median_ms FROM entries").fetchall()
+            rows = self._connection.execute(
+                "SELECT key, base, c_in, c_mid, c_out, se, median_ms FROM entries").fetchall()
         except sqlite3.DatabaseError as error:
             raise LUTCorruptError(f"look-up table {self.directory / ENTRIES} is unreadable ({error})") from None
         for key, base, c_in, c_mid, c_out, se, ms in rows:
@@ -255,11 +256,6 @@ class LatencyLUT:
     @property
     def sources(self) -> list[dict[str, Any]]:
         return list(self._meta.get("sources", []))
-
-    @property
-    def additivity(self) -> dict[str, Any] | None:
-        """The report saved with the calibration (before/after accuracy), if any."""
-        return self._meta.get("additivity")
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -472,12 +468,45 @@ def build_lut(lut: LatencyLUT, backend, pieces: Iterable[Piece], *, chunk: int =
                        seconds=time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class AdditivityRow:
+    """One spec of an additivity check: measured end to end, summed from pieces, calibrated."""
+
+    name: str
+    arch_id: str
+    measured_ms: float
+    summed_ms: float
+    calibrated_ms: float | None
+
+
+@dataclass(frozen=True)
+class AdditivityReport:
+    """Summed pieces against end-to-end measurements, before and after the calibration.
+
+    ``fitted`` says whether the calibration was fitted on these very specs: then ``after`` is an
+    in-sample figure, not a held-out one.
+    """
+
+    n: int
+    before: Accuracy
+    after: Accuracy | None
+    calibration: Calibration | None
+    fitted: bool
+    rows: tuple[AdditivityRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "before": self.before.to_dict(),
+                "after": self.after.to_dict() if self.after is not None else None,
+                "calibration": self.calibration.to_dict() if self.calibration is not None else None,
+                "fitted": self.fitted, "rows": [dataclasses.asdict(row) for row in self.rows]}
+
+
 def additivity_check(lut: LatencyLUT, specs: Sequence[ArchSpec], measured_ms: Sequence[float],
-                     fit: bool = True) -> dict[str, Any]:
+                     fit: bool = True) -> AdditivityReport:
     """Compare summed pieces with end-to-end measurements; fit (and save) a linear calibration.
 
-    Returns the rows and the accuracy before and after calibration. With ``fit=False`` the
-    table's existing calibration is evaluated instead (``after`` is None without one).
+    With ``fit=False`` the table's existing calibration is evaluated instead (``after`` is None
+    without one).
     """
     if len(specs) != len(measured_ms) or not specs:
         raise ValueError("additivity check needs one measurement per spec (and at least one spec)")
@@ -488,12 +517,42 @@ def additivity_check(lut: LatencyLUT, specs: Sequence[ArchSpec], measured_ms: Se
     calibrated: list[float | None] = [None] * len(specs)
     if calibration is not None:
         calibrated = [calibration.apply(value) for value in summed]
-        after = accuracy(calibrated, measured_ms)
-    rows = [{"name": spec.name, "arch_id": spec.arch_id, "measured_ms": m, "summed_ms": s, "calibrated_ms": c}
-            for spec, m, s, c in zip(specs, measured_ms, summed, calibrated)]
-    report = {"n": len(specs), "before": before.to_dict(),
-              "after": after.to_dict() if after is not None else None,
-              "calibration": calibration.to_dict() if calibration is not None else None, "rows": rows}
+        after = accuracy([value for value in calibrated if value is not None], measured_ms)
+    rows = tuple(AdditivityRow(spec.name, spec.arch_id, m, s, c)
+                 for spec, m, s, c in zip(specs, measured_ms, summed, calibrated))
+    report = AdditivityReport(n=len(specs), before=before, after=after, calibration=calibration, fitted=fit,
+                              rows=rows)
     if fit and calibration is not None:
-        lut.set_calibration(calibration, {key: report[key] for key in ("n", "before", "after")})
+        summary = report.to_dict()
+        lut.set_calibration(calibration, {key: summary[key] for key in ("n", "before", "after")})
     return report
+
+
+def measure_end_to_end(backend: Any, specs: Sequence[ArchSpec],
+                       progress: Callable[[int, int, ArchSpec], None] | None = None) -> list[float]:
+    """End-to-end medians of ``specs`` in order (one worker for all of them where the backend
+    allows), reporting each as it finishes."""
+    results: list[float] = [0.0] * len(specs)
+    iterate = getattr(backend, "measure_iter", None)
+    outcomes = iterate(list(specs)) if iterate is not None else enumerate(backend.measure_many(list(specs)))
+    for done, (index, result) in enumerate(outcomes, 1):
+        results[index] = result.median_ms
+        if progress is not None:
+            progress(done, len(specs), specs[index])
+    return results
+
+
+def build_and_calibrate(lut: LatencyLUT, backend: Any, specs: Sequence[ArchSpec],
+                        calibration_specs: Sequence[ArchSpec] = (), *, measure_backend: Any = None, chunk: int = 40,
+                        progress: Callable[[int, int, Piece], None] | None = None,
+                        measure_progress: Callable[[int, int, ArchSpec], None] | None = None,
+                        ) -> tuple[BuildReport, AdditivityReport | None]:
+    """Complete ``lut`` with every piece of ``specs`` and ``calibration_specs``, then, when
+    calibration specs are given, measure them end to end (with ``measure_backend``, default
+    ``backend``) and fit the table's calibration on them."""
+    pieces = unique_pieces([*specs, *calibration_specs], lut.resolution)
+    built = build_lut(lut, backend, pieces, chunk=chunk, progress=progress)
+    if not calibration_specs:
+        return built, None
+    measured = measure_end_to_end(measure_backend or backend, calibration_specs, measure_progress)
+    return built, additivity_check(lut, calibration_specs, measured)

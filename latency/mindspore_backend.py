@@ -1,7 +1,7 @@
 """Latency measured by running MindSpore networks on the local device, each measurement in an
 isolated worker process.
 
-Exclusive access: the worker holds :func:`nas.devicelock.device_lock` *exclusively* on the device
+Exclusive access: the worker holds :func:`nas.runtime.devicelock.device_lock` *exclusively* on the device
 for the warm-up and timing of every task (start-up and compiling run outside it). Training holds
 the same lock *shared* around every step, so a measurement never overlaps a training step or
 another measurement on the same device of the same host; a turnstile keeps a stream of trainings
@@ -26,28 +26,24 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from latency.errors import (DeviceUnavailableError, MeasurementCrash, MeasurementError, MeasurementTimeout,
-                            StampMismatchError, UnbuildableSpecError)
+from latency.errors import (
+    DeviceUnavailableError,
+    MeasurementCrash,
+    MeasurementError,
+    MeasurementTimeout,
+    StampMismatchError,
+    UnbuildableSpecError,
+)
 from latency.pieces import Piece
 from latency.result import LatencyResult, summarize
 from latency.stamp import MODES, DeviceStamp, available_cores, device_name, local_stamp, parse_device
-from nas.devicelock import DeviceBusyError
-from nas.spec import ArchSpec, SpecError
+from nas.runtime.devicelock import DeviceBusyError
+from nas.spec.arch import ArchSpec
+from nas.spec.checks import check_choice, check_int, check_number
+from nas.spec.errors import SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.02
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum} (got {value!r})")
-    return value
-
-
-def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name}: must be a positive number (got {value!r})")
-    return float(value)
 
 
 class MindSporeBackend:
@@ -65,20 +61,17 @@ class MindSporeBackend:
                  lock_timeout_s: float | None = 3600.0, python: str | None = None) -> None:
         self.target, self.device_id = parse_device(device)
         self.device = device_name(device)
-        self.batch = _positive_int("batch", batch)
-        self.resolution = None if resolution is None else _positive_int("resolution", resolution, 8)
-        self.threads = available_cores() if threads is None else _positive_int("threads", threads)
-        if mode not in MODES:
-            raise ValueError(f"mode: must be one of {list(MODES)} (got {mode!r})")
-        self.mode = mode
-        self.warmup = _positive_int("warmup", warmup, 0)
-        self.min_repeats = _positive_int("min_repeats", min_repeats, 1)
-        self.max_repeats = _positive_int("max_repeats", max_repeats, 1)
-        if self.max_repeats < self.min_repeats:
-            raise ValueError(f"max_repeats: must be >= min_repeats ({min_repeats}) (got {max_repeats!r})")
-        self.tolerance = _positive_float("tolerance", tolerance)
-        self.timeout_s = _positive_float("timeout_s", timeout_s)
-        self.lock_timeout_s = None if lock_timeout_s is None else _positive_float("lock_timeout_s", lock_timeout_s)
+        self.batch = check_int("batch", batch, 1)
+        self.resolution = None if resolution is None else check_int("resolution", resolution, 8)
+        self.threads = available_cores() if threads is None else check_int("threads", threads, 1)
+        self.mode = check_choice("mode", mode, MODES)
+        self.warmup = check_int("warmup", warmup, 0)
+        self.min_repeats = check_int("min_repeats", min_repeats, 1)
+        self.max_repeats = check_int("max_repeats", max_repeats, self.min_repeats)
+        self.tolerance = check_number("tolerance", tolerance, 0.0, low_open=True)
+        self.timeout_s = check_number("timeout_s", timeout_s, 0.0, low_open=True)
+        self.lock_timeout_s = None if lock_timeout_s is None else check_number("lock_timeout_s", lock_timeout_s, 0.0,
+                                                                               low_open=True)
         self.python = python or sys.executable
         self.launches = 0  # worker processes started (tests and benchmarks read it)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
-from nas.layers import LayerPlan, plan_layers
-from nas.spec import ArchSpec
+from nas.spec.arch import ArchSpec
+from nas.spec.layers import LayerPlan, plan_layers
 
 PIECE_KINDS = ("stem", "layer", "head", "overhead")
 
@@ -53,7 +53,8 @@ def _layer_piece(plan: LayerPlan, spec: ArchSpec, with_config: bool = True) -> P
 def _stem_piece(spec: ArchSpec, resolution: int) -> Piece:
     stem = spec.stem
     base = f"stem|c{spec.in_channels}|k{stem.kernel}|s{stem.stride}|{stem.act}|p{stem.padding}|h{resolution}"
-    key = f"stem|c{spec.in_channels}|o{stem.channels}|k{stem.kernel}|s{stem.stride}|{stem.act}|p{stem.padding}|h{resolution}"
+    key = (f"stem|c{spec.in_channels}|o{stem.channels}|k{stem.kernel}|s{stem.stride}|{stem.act}|p{stem.padding}"
+           f"|h{resolution}")
     config = {"in_channels": spec.in_channels, "stem": dataclasses.asdict(stem), "bn_momentum": spec.bn_momentum,
               "bn_eps": spec.bn_eps}
     return Piece(kind="stem", key=key, base=base, coords=(spec.in_channels, stem.channels, stem.channels), se=0,
@@ -99,17 +100,3 @@ def unique_pieces(specs: Iterable[ArchSpec], resolution: int | None = None) -> l
         for piece in spec_pieces(spec, resolution):
             seen.setdefault(piece.key, piece)
     return list(seen.values())
-
-
-def piece_to_dict(piece: Piece) -> dict[str, Any]:
-    data = dataclasses.asdict(piece)
-    data["coords"] = list(piece.coords)
-    data["input_shape"] = list(piece.input_shape)
-    return data
-
-
-def piece_from_dict(data: dict[str, Any]) -> Piece:
-    fields = dict(data)
-    fields["coords"] = tuple(fields["coords"])
-    fields["input_shape"] = tuple(fields["input_shape"])
-    return Piece(**fields)

@@ -8,27 +8,23 @@ cluster). Inside, the actor runs a :class:`~latency.mindspore_backend.MindSporeB
 also takes the host's device lock (exclusive against training on that host). Results carry the
 device host's stamp, not the caller's.
 
-Needs ``pip install 'mindspore-nas[ray]'`` (ray).
+Campaigns and NetAdapt do not use it yet: they measure on the host they run on, through the
+device lock. It serves scripts that measure on a remote device host.
 """
 from __future__ import annotations
 
 import functools
+import os
+import socket
 from typing import Any, Iterator, Sequence
 
-from latency.errors import DeviceUnavailableError, LatencyError
+from latency.errors import DeviceUnavailableError
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import Piece
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp, parse_device
-from nas.spec import ArchSpec
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise LatencyError("the Ray latency backend needs ray: pip install 'mindspore-nas[ray]'") from None
-    return ray
+from nas.runtime.cluster import connect_ray, import_ray
+from nas.spec.arch import ArchSpec
 
 
 def resource_name(device: str) -> str:
@@ -39,7 +35,7 @@ def resource_name(device: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _actor_class():
-    ray = _ray()
+    ray = import_ray()
 
     @ray.remote
     class LatencyDeviceActor:
@@ -49,9 +45,6 @@ def _actor_class():
             self.backend = MindSporeBackend(device, **options)
 
         def ready(self) -> dict[str, Any]:
-            import os
-            import socket
-
             return {"host": socket.gethostname(), "pid": os.getpid()}
 
         def stamp(self, spec: ArchSpec | None, resolution: int | None) -> DeviceStamp:
@@ -92,10 +85,8 @@ class RayLatencyBackend:
     def __init__(self, device: str = "CPU", *, resource: str | None = None, address: str | None = None,
                  start_timeout_s: float = 120.0, piece_chunk: int = 16, **backend_options: Any) -> None:
         MindSporeBackend(device, **backend_options)  # validate the options here, not in the actor
-        ray = _ray()
+        ray = import_ray()
         if address is not None:
-            from nas.raycluster import connect_ray
-
             connect_ray(address, num_cpus=1)
         elif not ray.is_initialized():
             raise DeviceUnavailableError("Ray is not initialized: call ray.init(...) first or pass address=")
@@ -119,7 +110,7 @@ class RayLatencyBackend:
     def close(self) -> None:
         """Release the actor (and with it the device resource)."""
         if self._actor is not None:
-            _ray().kill(self._actor)
+            import_ray().kill(self._actor)
             self._actor = None
 
     def __enter__(self) -> "RayLatencyBackend":
@@ -131,19 +122,19 @@ class RayLatencyBackend:
     @property
     def launches(self) -> int:
         """Worker processes the remote backend has started."""
-        return _ray().get(self._actor.launches.remote())
+        return import_ray().get(self._actor.launches.remote())
 
     def stamp(self, spec: ArchSpec | None = None, *, resolution: int | None = None) -> DeviceStamp:
         memo_key = (resolution, spec.resolution if spec is not None else None)
         if memo_key not in self._stamps:
-            self._stamps[memo_key] = _ray().get(self._actor.stamp.remote(spec, resolution))
+            self._stamps[memo_key] = import_ray().get(self._actor.stamp.remote(spec, resolution))
         return self._stamps[memo_key]
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         return self.measure_many([spec])[0]
 
     def measure_iter(self, specs: Sequence[ArchSpec]) -> Iterator[tuple[int, LatencyResult]]:
-        outcomes = _ray().get(self._actor.measure_many.remote(list(specs)))
+        outcomes = import_ray().get(self._actor.measure_many.remote(list(specs)))
         for index, (status, value) in enumerate(outcomes):
             if status == "error":
                 raise value
@@ -155,7 +146,7 @@ class RayLatencyBackend:
     def measure_pieces(self, pieces: Sequence[Piece], resolution: int) -> Iterator[tuple[Piece, LatencyResult]]:
         pieces = list(pieces)
         for start in range(0, len(pieces), self.piece_chunk):
-            outcomes = _ray().get(self._actor.measure_pieces.remote(pieces[start:start + self.piece_chunk],
+            outcomes = import_ray().get(self._actor.measure_pieces.remote(pieces[start:start + self.piece_chunk],
                                                                     resolution))
             for status, value in outcomes:
                 if status == "error":

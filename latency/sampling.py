@@ -1,5 +1,5 @@
-"""Where look-up-table pieces and check samples come from: a search space, spec files, the
-references (and random variants of them), or NetAdapt's channel grid of a spec.
+"""Where look-up-table pieces and check samples come from: a search space, spec files, or the
+references (and random variants of them). NetAdapt's channel grid is :mod:`netadapt.grid`'s.
 
 Pure Python (no MindSpore).
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from nas.spec import ArchSpec, BlockSpec, SESpec, SpecError, make_divisible
+from nas.spec.arch import ArchSpec
+from nas.spec.errors import SpecError
+from nas.spec.parts import BlockSpec, SESpec, make_divisible
+from search_spaces import get_space, references
 
 VARIANT_BASES = ("mobilenet_v2", "mnasnet_a1", "mobilenet_v3_large")
 REFERENCE_SPACE = "refs"
@@ -18,8 +21,6 @@ REFERENCE_SPACE = "refs"
 
 def reference_specs(names: Sequence[str] | None = None) -> list[ArchSpec]:
     """The shipped references (all of them by default)."""
-    from search_spaces import references
-
     return [references.get(name) for name in (names or references.names())]
 
 
@@ -73,8 +74,6 @@ def reference_variant(base: ArchSpec, rng: random.Random, *, widths: Sequence[fl
 
 def reference_variants(count: int, seed: int = 0, bases: Sequence[str] = VARIANT_BASES) -> list[ArchSpec]:
     """``count`` distinct random variants of the ``bases`` references (see :func:`reference_variant`)."""
-    from search_spaces import references
-
     rng = random.Random(seed)
     base_specs = [references.get(name) for name in bases]
     found: dict[str, ArchSpec] = {}
@@ -87,24 +86,12 @@ def reference_variants(count: int, seed: int = 0, bases: Sequence[str] = VARIANT
     return list(found.values())
 
 
-def _space_sampler(name: str):
-    """``search_spaces.get_space(name)`` where the search-space registry exists, else None."""
-    try:
-        from search_spaces import get_space  # provided by the search-space package when present
-    except ImportError:
-        return None
-    return get_space(name)
-
-
 def space_specs(name: str, count: int, seed: int = 0) -> tuple[list[ArchSpec], str]:
-    """``count`` distinct specs sampled from search space ``name`` and a note on where they came
-    from. Without a search-space registry (or with ``name='refs'``), random reference variants."""
+    """``count`` distinct specs sampled from search space ``name`` (``refs``: random variants of the
+    references) and a note on where they came from."""
     if name == REFERENCE_SPACE:
         return reference_variants(count, seed), "random variants of the references"
-    space = _space_sampler(name)
-    if space is None:
-        return (reference_variants(count, seed),
-                f"no search-space registry yet; random variants of {', '.join(VARIANT_BASES)} instead of {name!r}")
+    space = get_space(name)
     rng = random.Random(seed)
     found: dict[str, ArchSpec] = {}
     for _ in range(50 * count + 100):
@@ -116,60 +103,8 @@ def space_specs(name: str, count: int, seed: int = 0) -> tuple[list[ArchSpec], s
     return list(found.values()), f"sampled from the {name!r} search space"
 
 
-def _widths_below(current: int, divisor: int, step: int) -> list[int]:
-    """Multiples of ``divisor`` below ``current`` down to ``divisor``, every ``step``-th one
-    counted down from the top, always including the smallest."""
-    widths = sorted(range(divisor, current, divisor), reverse=True)
-    chosen = widths[step - 1::step]
-    if widths and widths[-1] not in chosen:
-        chosen.append(widths[-1])
-    return chosen
-
-
-def width_groups(spec: ArchSpec) -> list[list[int]]:
-    """Producers whose output widths are tied by identity residuals (NetAdapt shrinks them together).
-
-    Producer 0 is the stem, producer ``k + 1`` is block ``k``. Block ``k`` joins the group of the
-    producer before it when its first layer is an identity residual (stride 1, same width).
-    """
-    groups: list[list[int]] = [[0]]
-    channels = spec.stem.channels
-    for index, block in enumerate(spec.blocks):
-        tied = block.skip == "identity" and block.stride == 1 and block.out == channels
-        if tied:
-            groups[-1].append(index + 1)
-        else:
-            groups.append([index + 1])
-        channels = block.out
-    return groups
-
-
-def netadapt_grid_specs(spec: ArchSpec, divisor: int = 8, step: int = 1) -> Iterator[ArchSpec]:
-    """Specs on NetAdapt's channel grid around ``spec``: every expansion layer, and every group of
-    widths tied by residuals, shrunk one at a time to multiples of ``divisor`` (every ``step``-th)."""
-    if divisor < 1 or step < 1:
-        raise ValueError(f"divisor and step must be >= 1 (got {divisor}, {step})")
-    for block_index, block in enumerate(spec.blocks):
-        if block.expand is None:
-            continue
-        for layer, width in enumerate(block.expand):
-            for smaller in _widths_below(width, divisor, step):
-                expand = list(block.expand)
-                expand[layer] = smaller
-                try:
-                    yield spec.with_block(block_index, expand=tuple(expand))
-                except SpecError:
-                    continue
-    for group in width_groups(spec):
-        current = spec.stem.channels if group[0] == 0 else spec.blocks[group[0] - 1].out
-        for smaller in _widths_below(current, divisor, step):
-            try:
-                yield spec.with_group_width(group, smaller)
-            except SpecError:
-                continue
-
-
-def source_specs(source: dict[str, Any], samples: int | None = None, seed: int | None = None) -> tuple[list[ArchSpec], str]:
+def source_specs(source: dict[str, Any], samples: int | None = None,
+                 seed: int | None = None) -> tuple[list[ArchSpec], str]:
     """The specs of a recorded source (``{"kind": "space"|"specs"|"refs", ...}``) and a note.
 
     ``samples`` caps (or, for a space, sets) how many; ``seed`` overrides a space's seed.

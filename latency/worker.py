@@ -14,16 +14,26 @@ training on the same device (which holds the lock shared, step by step) need not
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
 
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
 from latency.result import converged
-from nas.devicelock import DeviceBusyError, device_lock
+from nas.models.blocks import ConvBnAct, Layer, make_activation
+from nas.models.builder import build_network
+from nas.runtime.devicelock import DeviceBusyError, device_lock
+from nas.spec.arch import ArchSpec
+from nas.spec.layers import LayerPlan
 
 EXIT_DEVICE = 3
 EXIT_BAD_JOB = 2
@@ -37,7 +47,6 @@ def _emit(handle, record: dict[str, Any]) -> None:
 
 
 def _setup_device(job: dict[str, Any]) -> str:
-    import mindspore as ms
 
     target, device_id = job["device"], job.get("device_id")
     if target != "CPU":
@@ -57,9 +66,7 @@ def _setup_device(job: dict[str, Any]) -> str:
 
 
 def _head_cell(config: dict[str, Any]):
-    from mindspore import nn
 
-    from nas.blocks import ConvBnAct, make_activation
 
     head = config["head"]
 
@@ -88,7 +95,6 @@ def _head_cell(config: dict[str, Any]):
 
 
 def _overhead_cell():
-    from mindspore import nn
 
     class Overhead(nn.Cell):
         def construct(self, x):
@@ -99,13 +105,7 @@ def _overhead_cell():
 
 def build_task_cell(task: dict[str, Any], batch: int):
     """The cell and its input tensor for one task."""
-    import mindspore as ms
-    import numpy as np
 
-    from nas.blocks import ConvBnAct, Layer
-    from nas.builder import build_network
-    from nas.layers import LayerPlan
-    from nas.spec import ArchSpec
 
     kind = task["kind"]
     if kind == "network":
@@ -160,8 +160,6 @@ def run_task(task: dict[str, Any], job: dict[str, Any],
              emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Measure one task; the record to write (times, or a classified error). ``emit`` reports
     progress events (waiting for the device, holding it)."""
-    import mindspore as ms
-
     started = time.perf_counter()
     try:
         cell, inputs = build_task_cell(task, int(job["batch"]))
@@ -179,7 +177,7 @@ def run_task(task: dict[str, Any], job: dict[str, Any],
         with device_lock(job["lock_device"], exclusive=True, timeout=job.get("lock_timeout_s")):
             if emit is not None:
                 emit({"event": "locked", "id": task["id"]})
-            times = time_cell(lambda: cell(inputs), sync, job)
+            times = time_cell(functools.partial(cell, inputs), sync, job)
     except DeviceBusyError as error:
         return {"id": task["id"], "error": {"type": "busy", "class": type(error).__name__, "message": str(error)}}
     except Exception as error:  # noqa: BLE001
@@ -195,7 +193,6 @@ def run_task(task: dict[str, Any], job: dict[str, Any],
 def watch_parent(poll_s: float = 1.0) -> None:
     """Exit when the process that started this worker goes away (a cancelled campaign task), so an
     orphaned worker never keeps measuring or holding the device lock."""
-    import threading
 
     parent = os.getppid()
 

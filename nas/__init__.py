@@ -1,7 +1,8 @@
 """Platform-aware neural architecture search on MindSpore: specs, builder, search and NetAdapt.
 
-``nas.spec`` and ``nas.profile`` are pure Python; modules that build or train networks import
-MindSpore when they are used.
+The package is layered; each layer imports only the layers below it (``docs/ARCHITECTURE.md``):
+:mod:`nas.spec` (pure Python) at the bottom, then :mod:`nas.models`, :mod:`nas.runtime`,
+:mod:`nas.training`, :mod:`nas.campaign` and :mod:`nas.cli` at the top.
 """
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, SpecError, StemSpec
 

@@ -1,4 +1,16 @@
-"""The NetAdapt schedule and selection rules (REFERENCE.md section 3). Pure Python.
+"""The NetAdapt schedule and selection rules (Yang et al., ECCV 2018; refined for MobileNetV3). Pure Python.
+
+The algorithm, with ``Res`` the measured latency of the network ``Net``::
+
+    Res = measure(Net0)
+    while Res > Budget:
+        Con = Res - dR_i                          # the schedule below
+        for each prunable layer or residual group k:
+            n_k = largest width whose estimated latency <= Con   (a look-up table)
+            keep the n_k filters of largest L2 norm; slice the next layers' inputs
+            short-term fine-tune; evaluate on a held-out split
+        pick one proposal (the selection rule below); Net, Res = that proposal
+    long-term fine-tune the final network
 
 Schedule (how much latency each iteration must remove), with ``L0`` the initial latency:
 
@@ -21,6 +33,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from nas.spec.checks import check_choice, check_number
+
 SCHEDULES = ("decay", "fixed")
 SELECTIONS = ("slope", "accuracy")
 
@@ -33,12 +47,9 @@ class Schedule:
     fixed_ratio: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise ValueError(f"netadapt.schedule: must be one of {list(SCHEDULES)} (got {self.kind!r})")
+        check_choice("netadapt.schedule", self.kind, SCHEDULES)
         for name in ("initial_ratio", "decay", "fixed_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ValueError(f"netadapt.{name}: must be in (0, 1] (got {value!r})")
+            check_number(f"netadapt.{name}", getattr(self, name), 0.0, 1.0, low_open=True)
 
     def reduction(self, iteration: int, initial_ms: float) -> float:
         """Milliseconds iteration ``iteration`` (1-based) must remove."""

@@ -6,18 +6,18 @@ NetAdapt shrinks *channel sets*. A channel set is a run of channels that must be
   is the stem, producer ``k + 1`` is block ``k``) that identity residuals add together. Every layer
   of a block writes the block's ``out`` channels, so a block is always one producer; block ``k``
   joins the group of the producer before it exactly when its *first* layer has an effective
-  identity residual (stride 1 and equal widths, see :func:`nas.layers.plan_layers`). Consecutive
+  identity residual (stride 1 and equal widths, see :func:`nas.spec.layers.plan_layers`). Consecutive
   blocks are otherwise independent. A pooling skip that pads or truncates between different
   widths ties channel *positions* across producers of different widths: both are frozen.
 - an **expansion** (``("mid", b, l)``): the expanded channels of layer ``l`` of block ``b``, only
   where the layer has an expansion conv. Without one (an mbconv whose expansion equals its input,
   a dwsep or a regular conv block) the depthwise channels *are* the input (or output) channels,
   so they follow their producer.
-- a **squeeze width** (``("se", b, l)``), derived from the spec's :class:`~nas.spec.SESpec`.
+- a **squeeze width** (``("se", b, l)``), derived from the spec's :class:`~nas.spec.parts.SESpec`.
 - the head conv (``("head",)``) and the mobilenet_v3 head's hidden layer (``("hidden",)``).
 
 Convs split into groups (MixConv kernels, MixNet's grouped 1x1 convs) split a channel set with
-:func:`nas.spec.split_channels`; :attr:`ChannelLayout.partitions` lists, for every set, the group
+:func:`nas.spec.parts.split_channels`; :attr:`ChannelLayout.partitions` lists, for every set, the group
 counts of every conv that splits it, so that surgery can keep each split consistent.
 
 Pure Python.
@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from nas.layers import LayerPlan, plan_layers
-from nas.spec import ArchSpec
+from nas.spec.arch import ArchSpec
+from nas.spec.layers import LayerPlan, plan_layers
 
 Key = tuple[Union[str, int], ...]
 HEAD: Key = ("head",)
@@ -185,7 +185,8 @@ def structure_difference(old: ArchSpec, new: ArchSpec) -> str | None:
             if one != two:
                 field = next(f for f, x, y in zip(fields, one, two) if x != y)
                 where = f"blocks.{one[0]}.{one[1]}"
-                return f"{where}.{field} differs ({dict(zip(fields, one))[field]!r} vs {dict(zip(fields, two))[field]!r})"
+                old, new = dict(zip(fields, one))[field], dict(zip(fields, two))[field]
+                return f"{where}.{field} differs ({old!r} vs {new!r})"
     return "the structure differs"
 
 

@@ -1,34 +1,30 @@
 """NetAdapt settings: one frozen dataclass, readable from a strict YAML file.
 
 A YAML file holds the same keys as :class:`NetAdaptConfig` (``experiments/netadapt/*.yaml``);
-unknown keys are rejected by name. The resolved config is saved as ``<run>/config.yaml``; a
-resume must agree with it on everything except :data:`RESUMABLE`.
+unknown keys are rejected by name. The fine-tunes are written in the one training shape,
+:class:`~nas.training.config.TrainConfig`: ``short_term`` (every proposal, ``short_term_steps``
+steps at a constant LR) and ``long_term`` (the final network, ``null`` for none); keys left out
+keep NetAdapt's defaults. The resolved config is saved as ``<run>/config.yaml``; a resume must
+agree with it on everything except :data:`RESUMABLE`.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from nas.spec.checks import check_choice, check_int, check_number, check_text
+from nas.spec.config import build_dataclass, read_yaml
+from nas.spec.errors import ConfigError, FieldError
+from nas.training.config import TrainConfig
 from netadapt.algorithm import SELECTIONS, Schedule
 from netadapt.proposals import TargetOptions
-from netadapt.worker import FineTuneSettings
 
 TARGETS = ("expand", "group", "stem", "head")
-RESUMABLE = ("max_iters", "long_term_epochs", "long_term_lr", "workers", "latency_repeats")
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"netadapt.{name}: must be an integer >= {low} (got {value!r})")
-
-
-def _number(name: str, value: Any, low: float, high: float, low_open: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value > high or value < low or (
-            low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"netadapt.{name}: must be in {bracket}{low}, {high}] (got {value!r})")
+RESUMABLE = ("max_iters", "long_term", "workers", "latency_repeats")
+SHORT_TERM = TrainConfig(epochs=1, batch_size=32, lr=0.01, weight_decay=4e-5, schedule="constant")
+LONG_TERM = TrainConfig(epochs=3, batch_size=32, lr=0.01, weight_decay=4e-5, schedule="cosine")
 
 
 @dataclass(frozen=True)
@@ -47,11 +43,8 @@ class NetAdaptConfig:
     min_width: int | None = None
     targets: tuple[str, ...] = TARGETS
     short_term_steps: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    weight_decay: float = 4e-5
-    long_term_epochs: int = 3
-    long_term_lr: float = 0.01
+    short_term: TrainConfig = SHORT_TERM
+    long_term: TrainConfig | None = LONG_TERM
     resolution: int | None = None
     latency_resolution: int | None = None
     latency_batch: int = 1
@@ -63,49 +56,50 @@ class NetAdaptConfig:
     held_out: float = 0.2
     lut_grid_step: int = 1
     lut_calibration: int = 4
+    eval_batch: int = field(default=512, repr=False)  # one batch holds the whole digits held-out split
 
     def __post_init__(self) -> None:
         if (self.budget_ms is None) == (self.budget_ratio is None):
             raise ValueError("netadapt: give exactly one of budget_ms and budget_ratio "
                              f"(got budget_ms={self.budget_ms!r}, budget_ratio={self.budget_ratio!r})")
         if self.budget_ms is not None:
-            _number("budget_ms", self.budget_ms, 0.0, 1e7)
+            check_number("netadapt.budget_ms", self.budget_ms, 0.0, 1e7, low_open=True)
         if self.budget_ratio is not None:
-            _number("budget_ratio", self.budget_ratio, 0.0, 1.0)
-        _positive_int("max_iters", self.max_iters, 0)
-        if self.max_iters > 10000:
-            raise ValueError(f"netadapt.max_iters: must be at most 10000 (got {self.max_iters!r})")
+            check_number("netadapt.budget_ratio", self.budget_ratio, 0.0, 1.0, low_open=True)
+        check_int("netadapt.max_iters", self.max_iters, 0, 10000)
         self.schedule_rule()  # validates the schedule fields
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"netadapt.selection: must be one of {list(SELECTIONS)} (got {self.selection!r})")
-        _positive_int("step_multiple", self.step_multiple)
+        check_choice("netadapt.selection", self.selection, SELECTIONS)
+        check_int("netadapt.step_multiple", self.step_multiple, 1)
         if self.min_width is not None:
-            _positive_int("min_width", self.min_width)
+            check_int("netadapt.min_width", self.min_width, 1)
         if not isinstance(self.targets, tuple) or not self.targets or any(t not in TARGETS for t in self.targets):
-            raise ValueError(f"netadapt.targets: must be a non-empty subset of {list(TARGETS)} (got {self.targets!r})")
+            raise FieldError("netadapt.targets", self.targets, f"must be a non-empty subset of {list(TARGETS)}")
         if not ({"expand", "group", "head"} & set(self.targets)):
-            raise ValueError(f"netadapt.targets: 'stem' alone shrinks nothing; add 'group' (got {list(self.targets)})")
-        self.fine_tune()  # validates steps, batch and lr
-        _positive_int("long_term_epochs", self.long_term_epochs, 0)
-        _number("long_term_lr", self.long_term_lr, 0.0, 10.0)
-        _number("weight_decay", self.weight_decay, 0.0, 1.0, low_open=False)
+            raise FieldError("netadapt.targets", list(self.targets), "'stem' alone shrinks nothing; add 'group'")
+        check_int("netadapt.short_term_steps", self.short_term_steps, 0)
+        for name in ("short_term", "long_term"):
+            value = getattr(self, name)
+            if value is None and name == "long_term":
+                continue
+            if not isinstance(value, TrainConfig):
+                raise FieldError(f"netadapt.{name}", value, "must be a mapping of training settings")
+            if value.seed != 0:
+                raise FieldError(f"netadapt.{name}.seed", value.seed, "set netadapt.seed instead")
         for name in ("resolution", "latency_resolution"):
             value = getattr(self, name)
             if value is not None:
-                _positive_int(name, value, 8)
-        _positive_int("latency_batch", self.latency_batch)
+                check_int(f"netadapt.{name}", value, 8)
+        check_int("netadapt.latency_batch", self.latency_batch, 1)
         if self.latency_threads is not None:
-            _positive_int("latency_threads", self.latency_threads)
-        _positive_int("latency_repeats", self.latency_repeats)
-        if self.latency_repeats > 25:
-            raise ValueError(f"netadapt.latency_repeats: must be at most 25 (got {self.latency_repeats!r})")
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"netadapt.device: must be CPU, GPU or Ascend (got {self.device!r})")
-        _positive_int("workers", self.workers)
-        _positive_int("seed", self.seed, 0)
-        _number("held_out", self.held_out, 0.0, 0.9)
-        _positive_int("lut_grid_step", self.lut_grid_step)
-        _positive_int("lut_calibration", self.lut_calibration, 0)
+            check_int("netadapt.latency_threads", self.latency_threads, 1)
+        check_int("netadapt.latency_repeats", self.latency_repeats, 1, 25)
+        check_text("netadapt.device", self.device)
+        check_int("netadapt.workers", self.workers, 1)
+        check_int("netadapt.seed", self.seed, 0)
+        check_number("netadapt.held_out", self.held_out, 0.0, 0.9, low_open=True)
+        check_int("netadapt.lut_grid_step", self.lut_grid_step, 1)
+        check_int("netadapt.lut_calibration", self.lut_calibration, 0)
+        check_int("netadapt.eval_batch", self.eval_batch, 1)
 
     def schedule_rule(self) -> Schedule:
         return Schedule(self.schedule, self.initial_ratio, self.decay, self.fixed_ratio)
@@ -115,9 +109,10 @@ class NetAdaptConfig:
         return TargetOptions(expand="expand" in chosen, groups="group" in chosen, stem="stem" in chosen,
                              head="head" in chosen)
 
-    def fine_tune(self) -> FineTuneSettings:
-        return FineTuneSettings(steps=self.short_term_steps, batch_size=self.batch_size, lr=self.lr,
-                                weight_decay=self.weight_decay)
+    @property
+    def long_term_epochs(self) -> int:
+        """Epochs of the final fine-tune (0 without one)."""
+        return 0 if self.long_term is None else self.long_term.epochs
 
     def replace(self, **changes: Any) -> "NetAdaptConfig":
         return dataclasses.replace(self, **changes)
@@ -129,11 +124,13 @@ class NetAdaptConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "netadapt") -> "NetAdaptConfig":
-        from nas.config import build_dataclass
-
+        """Build strictly from plain data; ``short_term``/``long_term`` mappings update the defaults."""
         fields = dict(data)
         if isinstance(fields.get("targets"), list):
             fields["targets"] = tuple(fields["targets"])
+        for name, default in (("short_term", SHORT_TERM), ("long_term", LONG_TERM)):
+            if name in fields and (fields[name] is not None or name == "short_term"):
+                fields[name] = default.updated(fields[name], f"{where}.{name}")
         return build_dataclass(cls, fields, where)
 
     def differences(self, other: "NetAdaptConfig") -> list[str]:
@@ -144,8 +141,6 @@ class NetAdaptConfig:
 
 def load_config(path: str | Path, **overrides: Any) -> NetAdaptConfig:
     """A config from a YAML file, with ``overrides`` (None values ignored) applied on top."""
-    from nas.config import ConfigError, read_yaml
-
     data = read_yaml(path)
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:

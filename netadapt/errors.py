@@ -1,8 +1,8 @@
-"""Named NetAdapt errors. All are :class:`nas.errors.NasError`, so the CLI prints them as one
+"""Named NetAdapt errors. All are :class:`nas.spec.errors.NasError`, so the CLI prints them as one
 line with exit code 2."""
 from __future__ import annotations
 
-from nas.errors import NasError
+from nas.spec.errors import NasError
 
 
 class NetAdaptError(NasError):

@@ -4,15 +4,20 @@ Row 0 is the seed network (``iteration`` 0, ``target`` ``seed``). Every later it
 row per proposal: its target, widths, predicted and estimated latency, the constraint, the
 held-out accuracy after the short-term fine-tune, and, on the chosen row, the measured latency
 of the chosen network: ``measured_ms`` (raw), ``seed_measured_ms`` (the seed measured beside it)
-and ``latency_ms`` (the loop's latency, ``L0 * measured / seed``; see :mod:`netadapt.run`). Both files are rewritten whole (atomically) after every finished
+and ``latency_ms`` (the loop's latency, ``L0 * measured / seed``; see :mod:`netadapt.run`). Both
+files are rewritten whole (atomically) after every finished
 iteration, so they always describe finished iterations only.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import pandas as pd
 
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
            "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "status",
@@ -52,8 +57,6 @@ class History:
             self.rows.append(full)
 
     def frame(self) -> Any:
-        import pandas as pd
-
         frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
         return _typed(frame)
 
@@ -84,8 +87,6 @@ def _typed(frame: Any) -> Any:
 
 def read_history(path: str | Path) -> Any:
     """A history as a pandas DataFrame, from ``history.csv``, ``history.parquet`` or a run directory."""
-    import pandas as pd
-
     path = Path(path)
     if path.is_dir():
         path = path / CSV_NAME if (path / CSV_NAME).exists() else path / PARQUET_NAME
@@ -107,3 +108,45 @@ def trajectory(frame: Any) -> Any:
     chosen = frame[frame["chosen"]].sort_values("iteration")
     return chosen[["iteration", "target", "width_before", "width", "latency_ms", "measured_ms", "predicted_ms",
                    "estimated_ms", "top1", "widths"]].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A NetAdapt run as plain data, for plots: the chosen network of every iteration (the seed
+    first) at its measured latency, every other proposal at its estimated latency, the final
+    network after the long-term fine-tune, and the budget."""
+
+    name: str
+    source: str
+    iterations: tuple[int, ...]
+    latency_ms: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    proposal_latency_ms: tuple[float, ...] = ()
+    proposal_accuracy: tuple[float, ...] = ()
+    final_latency_ms: float | None = None
+    final_accuracy: float | None = None
+    budget_ms: float | None = None
+
+
+def load_trajectory(run_dir: str | Path, name: str | None = None) -> Trajectory:
+    """The :class:`Trajectory` of a NetAdapt run directory (its history and ``summary.json``)."""
+    folder = Path(run_dir)
+    frame = read_history(folder)
+    chosen = frame[frame["chosen"]].sort_values("iteration")
+    if chosen.empty:
+        raise ValueError(f"the NetAdapt history in {str(folder)!r} has no chosen networks to draw")
+    latency = chosen["latency_ms"].fillna(chosen["measured_ms"])
+    others = frame[(~frame["chosen"]) & (frame["status"] == "ok")]
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text()) if folder.is_dir() and summary_path.exists() else {}
+    final = summary.get("final") or {}
+    final_ms, final_top1 = final.get("latency_ms", math.nan), final.get("top1", math.nan)
+    finished = math.isfinite(final_ms) and math.isfinite(final_top1)
+    return Trajectory(name=name or f"NetAdapt {folder.name}", source=str(folder),
+                      iterations=tuple(int(i) for i in chosen["iteration"]),
+                      latency_ms=tuple(float(v) for v in latency), accuracy=tuple(float(v) for v in chosen["top1"]),
+                      proposal_latency_ms=tuple(float(v) for v in others["estimated_ms"]),
+                      proposal_accuracy=tuple(float(v) for v in others["top1"]),
+                      final_latency_ms=float(final_ms) if finished else None,
+                      final_accuracy=float(final_top1) if finished else None,
+                      budget_ms=summary.get("budget_ms") or None)

@@ -10,7 +10,7 @@ A :class:`Target` is one thing NetAdapt may shrink:
 - ``head``: the head conv's channels; ``hidden``: the mobilenet_v3 head's hidden width.
 
 Depthwise widths follow their producer and SE widths are derived from the spec's
-:class:`~nas.spec.SESpec`, so they follow by construction. A width is *valid* when the edited
+:class:`~nas.spec.parts.SESpec`, so they follow by construction. A width is *valid* when the edited
 spec validates, keeps the structure (no residual, expansion conv or group appears or vanishes)
 and weight surgery can reach it (:func:`netadapt.surgery.check_reachable`).
 
@@ -22,10 +22,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from nas.spec.arch import ArchSpec
+from nas.spec.errors import SpecError
+from nas.spec.layers import plan_layers
 from netadapt.channels import residual_groups
 from netadapt.errors import SurgeryError
-from nas.layers import plan_layers
-from nas.spec import ArchSpec, SpecError
+from netadapt.surgery import check_reachable
 
 TARGET_KINDS = ("expand", "group", "head", "hidden")
 
@@ -99,8 +101,6 @@ def width_of(spec: ArchSpec, target: Target) -> int:
 def with_width(spec: ArchSpec, target: Target, width: int) -> ArchSpec:
     """``spec`` with ``target`` at ``width``; raises ``SpecError``/``SurgeryError`` when the width is
     not valid (see the module docstring)."""
-    from netadapt.surgery import check_reachable
-
     if target.kind == "expand":
         block = spec.blocks[target.block]
         assert block.expand is not None
@@ -128,7 +128,8 @@ def smaller_widths(current: int, step: int, minimum: int | None = None) -> list[
     return [width for width in range(top, low - 1, -step) if width >= low]
 
 
-def valid_widths(spec: ArchSpec, target: Target, step: int, minimum: int | None = None) -> Iterator[tuple[int, ArchSpec]]:
+def valid_widths(spec: ArchSpec, target: Target, step: int,
+                 minimum: int | None = None) -> Iterator[tuple[int, ArchSpec]]:
     """``(width, spec)`` for every valid smaller width of ``target``, largest first."""
     for width in smaller_widths(width_of(spec, target), step, minimum):
         try:

@@ -18,7 +18,8 @@ of the unfinished one that were already fine-tuned are reused, not retrained.
 
 **Latency the loop goes by.** The seed is measured once at the start (``L0``). Every chosen network
 is then measured back to back with the seed, in one worker (``latency_repeats`` pairs, the median
-ratio counts), and its latency is taken as ``L0 * chosen / seed`` (``latency_ms`` in the history; the raw measurements are kept beside it):
+ratio counts), and its latency is taken as ``L0 * chosen / seed`` (``latency_ms`` in the history;
+the raw measurements are kept beside it):
 a change of load or clock between iterations cancels out, and a budget ratio means "this fraction
 of the seed's time, measured side by side". The loop stops when that measured latency meets the
 budget.
@@ -36,19 +37,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import mindspore as ms
 import yaml
 
+from latency.config import LatencyConfig, make_backend
+from latency.lut import LatencyLUT
+from nas.models.builder import build_network
+from nas.models.checkpoint import CheckpointError, load_weights, save_weights
+from nas.spec.arch import ArchSpec
+from nas.spec.errors import NasError
+from nas.training.config import DataConfig, TrainConfig
+from nas.training.data import Data, open_data
+from nas.training.engine import Trainer, evaluate
 from netadapt.algorithm import Candidate, select
 from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
+from netadapt.estimates import (
+    AnchoredEstimate,
+    BackendMeter,
+    LatencyMeter,
+    LatencyPredictor,
+    LUTPredictor,
+    Measurement,
+    build_netadapt_lut,
+)
 from netadapt.history import History
 from netadapt.proposals import Proposal, propose, targets
-from netadapt.resources import AnchoredEstimate, LatencyMeter, LatencyPredictor, Measurement
-from netadapt.worker import ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
-from nas.data import DataConfig
-from nas.errors import NasError
-from nas.spec import ArchSpec
+from netadapt.worker import EpochShift, ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
 
 STATE = "state.json"
 RELAXATIONS = 8  # halvings of an iteration's reduction before the budget counts as unreachable
@@ -69,6 +85,53 @@ class NetworkState:
     p90_ms: float
     predicted_ms: float
     top1: float
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The network after the long-term fine-tune, measured beside the seed."""
+
+    iteration: int
+    long_term_epochs: int
+    measured_ms: float
+    measured_p10_ms: float
+    measured_p90_ms: float
+    predicted_ms: float
+    top1: float
+    validation_top1: float
+    arch_id: str
+    widths: str
+    seed_measured_ms: float
+    latency_ms: float
+    speedup_measured: float
+
+
+@dataclass(frozen=True)
+class RunState:
+    """``state.json``: the run's budget and starting point, the network of the last finished
+    iteration, and the final network once there is one."""
+
+    initial_ms: float
+    budget_ms: float
+    initial_top1: float
+    status: str  # pruning | budget_met | max_iters
+    current: NetworkState
+    final: FinalState | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": 1, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "RunState":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ResumeError(f"{where} is not a NetAdapt state file (format {FORMAT!r} expected)")
+        try:
+            final = data.get("final")
+            return cls(initial_ms=float(data["initial_ms"]), budget_ms=float(data["budget_ms"]),
+                       initial_top1=float(data["initial_top1"]), status=str(data["status"]),
+                       current=NetworkState(**data["current"]), final=FinalState(**final) if final else None)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ResumeError(f"{where} is unreadable: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -123,7 +186,7 @@ class NetAdapt:
     """One NetAdapt run into ``out_dir``.
 
     ``predictor`` estimates latency (default: the look-up table in ``lut_dir``, or one built in
-    ``<out_dir>/lut``); ``meter`` measures it (default: ``latency.MindSporeBackend``).
+    ``<out_dir>/lut``); ``meter`` measures it (default: ``latency.make_backend``'s backend).
     """
 
     def __init__(self, config: NetAdaptConfig, out_dir: str | Path, *, predictor: LatencyPredictor | None = None,
@@ -144,29 +207,26 @@ class NetAdapt:
         return self.config.latency_resolution or spec.resolution
 
     def _make_meter(self, spec: ArchSpec) -> LatencyMeter:
-        from netadapt.resources import mindspore_meter
-
-        return mindspore_meter(self.config.device, batch=self.config.latency_batch,
-                               resolution=self._latency_resolution(spec), threads=self.config.latency_threads)
+        settings = LatencyConfig(device=self.config.device, batch=self.config.latency_batch,
+                                 resolution=self._latency_resolution(spec), threads=self.config.latency_threads,
+                                 cache=False)
+        return BackendMeter(make_backend(settings))
 
     def _make_predictor(self, spec: ArchSpec) -> LatencyPredictor:
-        from latency.lut import LatencyLUT
-        from netadapt.resources import build_netadapt_lut
-
         resolution = self._latency_resolution(spec)
         if self.lut_dir is not None:
             lut = LatencyLUT(self.lut_dir)
             if lut.resolution != resolution:
                 raise NasError(f"look-up table {str(self.lut_dir)!r} was measured at {lut.resolution} px, but latency "
                                f"is measured at {resolution} px here (--latency-resolution)")
-            return _LUTPredictor(lut)
+            return LUTPredictor(lut)
         backend = getattr(self.meter, "backend", None)
         if backend is None or not hasattr(backend, "measure_pieces"):
             raise NasError("no look-up table given (--lut) and the latency meter cannot measure pieces to build one")
         lut = build_netadapt_lut(self.out / "lut", spec, backend, step=self.config.step_multiple,
                                  options=self.config.target_options(), grid_step=self.config.lut_grid_step,
                                  calibration=self.config.lut_calibration, seed=self.config.seed, log=self.log)
-        return _LUTPredictor(lut)
+        return LUTPredictor(lut)
 
     def _data_config(self, spec: ArchSpec, source: str) -> DataConfig:
         return DataConfig(source=source, resolution=spec.resolution, held_out=self.config.held_out,
@@ -174,9 +234,6 @@ class NetAdapt:
 
     def _prepare_seed(self, spec: ArchSpec, ckpt: Path, data: Any) -> tuple[ArchSpec, Path]:
         """Check the checkpoint against the spec and the data; write ``seed/``."""
-        from nas.builder import build_network
-        from nas.checkpoint import load_weights, save_weights
-
         if self.config.resolution is not None:
             spec = spec.replace(resolution=self.config.resolution)
         if spec.num_classes != data.num_classes:
@@ -189,7 +246,7 @@ class NetAdapt:
         (seed_dir / "spec.yaml").write_text(spec.to_yaml())
         return spec, save_weights(net, seed_dir / "model.ckpt", spec)
 
-    def _check_resume(self, inputs: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    def _check_resume(self, inputs: dict[str, Any], resume: bool) -> RunState | None:
         state_path = self.out / STATE
         if not resume:
             if state_path.exists():
@@ -209,21 +266,20 @@ class NetAdapt:
             if saved["inputs"].get(key) != inputs.get(key):
                 raise ResumeError(f"--resume: the input {key} differs from the run in {str(self.out)!r} "
                                   f"({saved['inputs'].get(key)!r} vs {inputs.get(key)!r})")
-        return json.loads(state_path.read_text())
+        try:
+            return RunState.from_dict(json.loads(state_path.read_text()), str(state_path))
+        except ValueError as error:  # not JSON
+            raise ResumeError(f"{state_path} is unreadable: {error}") from None
 
-    def _save_state(self, state: dict[str, Any]) -> None:
-        _write_json(self.out / STATE, state)
+    def _save_state(self, state: RunState) -> None:
+        _write_json(self.out / STATE, state.to_dict())
 
     # ----- the run -----------------------------------------------------------------------------------
 
     def run(self, spec: ArchSpec, ckpt: str | Path, data_source: str, *, resume: bool = False) -> NetAdaptResult:
         """Prune ``spec`` (weights in ``ckpt``) until it meets the budget or ``max_iters``; then fine-tune."""
-        from nas.data import open_data
-
         ckpt = Path(ckpt)
         if not ckpt.is_file():
-            from nas.checkpoint import CheckpointError
-
             raise CheckpointError(f"checkpoint {str(ckpt)!r} not found")
         if self.config.resolution is not None:
             spec = spec.replace(resolution=self.config.resolution)
@@ -236,13 +292,13 @@ class NetAdapt:
         if state is None:
             state = self._start(spec, ckpt, data, inputs)
         else:
-            self.log(f"resuming {self.out} after iteration {state['current']['iteration']}")
-            self.history.truncate(state["current"]["iteration"])
+            self.log(f"resuming {self.out} after iteration {state.current.iteration}")
+            self.history.truncate(state.current.iteration)
             if self.predictor is None:  # the table covers the grid around the seed network
                 self.predictor = self._make_predictor(ArchSpec.from_yaml(self.out / "seed" / "spec.yaml"))
         return self._loop(state, data)
 
-    def _start(self, spec: ArchSpec, ckpt: Path, data: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, spec: ArchSpec, ckpt: Path, data: Data, inputs: dict[str, Any]) -> RunState:
         self.out.mkdir(parents=True, exist_ok=True)
         self.history.rows = []
         spec, seed_ckpt = self._prepare_seed(spec, ckpt, data)
@@ -266,8 +322,8 @@ class NetAdapt:
                            "measured_p10_ms": initial.p10_ms, "measured_p90_ms": initial.p90_ms,
                            "seed_measured_ms": initial.median_ms, "latency_ms": initial.median_ms}])
         self.history.save()
-        state = {"format": FORMAT, "version": 1, "initial_ms": initial.median_ms, "budget_ms": budget,
-                 "initial_top1": top1, "status": "pruning", "current": dataclasses.asdict(current), "final": None}
+        state = RunState(initial_ms=initial.median_ms, budget_ms=budget, initial_top1=top1, status="pruning",
+                         current=current)
         self._save_state(state)
         self.log(f"seed {spec.name}: {initial.median_ms:.3f} ms measured ({predicted:.3f} ms predicted), held-out "
                  f"top1 {top1:.4f}; budget {budget:.3f} ms")
@@ -288,33 +344,27 @@ class NetAdapt:
         seed_now, measured = pairs[middle]
         return initial_ms * ratios[middle], measured, seed_now.median_ms
 
-    def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Any) -> float:
-        import mindspore as ms
-
-        from nas.builder import build_network
-        from nas.checkpoint import load_weights
-        from nas.train import evaluate
-
+    def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Data) -> float:
         ms.set_context(mode=ms.GRAPH_MODE)
         net = build_network(spec)
         load_weights(net, ckpt)
-        return evaluate(net, data.held_out(self.config.fine_tune().eval_batch), device_lock=self.config.device).top1
+        return evaluate(net, data.held_out(self.config.eval_batch), device_lock=self.config.device).top1
 
-    def _loop(self, state: dict[str, Any], data: Any) -> NetAdaptResult:
-        budget = state["budget_ms"]
-        current = NetworkState(**state["current"])
+    def _loop(self, state: RunState, data: Data) -> NetAdaptResult:
+        budget = state.budget_ms
+        current = state.current
         run, close = (None, None)
         try:
             while current.latency_ms > budget and current.iteration < self.config.max_iters:
                 if run is None:
                     run, close = make_runner(self.config.workers, self.ray_address)
                 current = self._iteration(current.iteration + 1, current, state, data, run)
-                state["current"] = dataclasses.asdict(current)
+                state = dataclasses.replace(state, current=current)
                 self._save_state(state)
         finally:
             if close is not None:
                 close()
-        state["status"] = "budget_met" if current.latency_ms <= budget else "max_iters"
+        state = dataclasses.replace(state, status="budget_met" if current.latency_ms <= budget else "max_iters")
         if current.latency_ms > budget:
             self.log(f"budget {budget:.3f} ms not met after {current.iteration} iteration(s) "
                      f"({current.latency_ms:.3f} ms measured); raise --max-iters and --resume to continue")
@@ -324,18 +374,18 @@ class NetAdapt:
     # ----- one iteration ------------------------------------------------------------------------------
 
     def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec,
-                   state: dict[str, Any]) -> tuple[list[Proposal], float, bool]:
+                   state: RunState) -> tuple[list[Proposal], float, bool]:
         """The proposals of an iteration: every target at the largest width whose estimate meets
         the constraint. Where no target can remove the scheduled reduction on its own, the
         reduction is halved (at most :data:`RELAXATIONS` times, marked ``relaxed``); where no
         target can shrink the network at all, the budget is unreachable."""
         config = self.config
         schedule = config.schedule_rule()
-        reduction = schedule.reduction(iteration, state["initial_ms"])
+        reduction = schedule.reduction(iteration, state.initial_ms)
         estimate = AnchoredEstimate(self.predictor, spec, current.latency_ms)
         chosen_targets = targets(spec, config.target_options())
         for relaxation in range(RELAXATIONS + 1):
-            constraint = max(current.latency_ms - reduction / 2 ** relaxation, state["budget_ms"])
+            constraint = max(current.latency_ms - reduction / 2 ** relaxation, state.budget_ms)
             if constraint >= current.latency_ms:
                 raise BudgetUnreachableError(
                     f"iteration {iteration}: the schedule's reduction ({reduction / 2 ** relaxation:.3g} ms) leaves "
@@ -350,10 +400,10 @@ class NetAdapt:
                 return proposals, constraint, relaxation > 0
         raise BudgetUnreachableError(
             f"budget unreachable: no proposal can shrink the network below {current.latency_ms:.3f} ms measured "
-            f"(budget {state['budget_ms']:.3f} ms, widths in steps of {config.step_multiple}); the last network is "
+            f"(budget {state.budget_ms:.3f} ms, widths in steps of {config.step_multiple}); the last network is "
             f"{self.out / current.ckpt_path}")
 
-    def _iteration(self, iteration: int, current: NetworkState, state: dict[str, Any], data: Any,
+    def _iteration(self, iteration: int, current: NetworkState, state: RunState, data: Data,
                    run: Callable) -> NetworkState:
         started = time.perf_counter()
         spec = ArchSpec.from_yaml(self.out / current.spec_path)
@@ -361,7 +411,7 @@ class NetAdapt:
         folder = self.out / "iterations" / f"{iteration:04d}"
         pending_dir = folder / "proposals"
         pending_dir.mkdir(parents=True, exist_ok=True)
-        settings = self.config.fine_tune()
+        short = self.config.short_term
         cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, min(self.config.workers, len(proposals))))
         job_seed = self.config.seed * 100003 + iteration
@@ -378,8 +428,9 @@ class NetAdapt:
                     continue
             jobs.append(ProposalJob(key=proposal.key, parent_spec=spec.to_yaml(),
                                     parent_ckpt=str(self.out / current.ckpt_path), spec=proposal.spec.to_yaml(),
-                                    out_ckpt=str(pending_dir / f"{name}.ckpt"), data=data.config, settings=settings,
-                                    seed=job_seed, first_epoch=(iteration - 1) * epochs_per_iteration(data, settings),
+                                    out_ckpt=str(pending_dir / f"{name}.ckpt"), data=data.config, train=short,
+                                    steps=self.config.short_term_steps, eval_batch=self.config.eval_batch,
+                                    seed=job_seed, first_epoch=(iteration - 1) * self._epochs_per_iteration(data),
                                     device=self.config.device, threads=threads))
         if outcomes:
             self.log(f"iteration {iteration}: reusing {len(outcomes)} proposal(s) fine-tuned before the interruption")
@@ -398,7 +449,7 @@ class NetAdapt:
             raise NasError(f"iteration {iteration}: every proposal failed; first: {ordered[0][1].error}")
         candidates = [Candidate(p.key, o.top1, p.estimated_ms) for p, o in usable]
         chosen, outcome = usable[select(candidates, current.top1, current.latency_ms, self.config.selection)]
-        latency, measured, seed_measured = self._measure_beside_seed(chosen.spec, state["initial_ms"])
+        latency, measured, seed_measured = self._measure_beside_seed(chosen.spec, state.initial_ms)
         (folder / "spec.yaml").write_text(chosen.spec.to_yaml())
         shutil.copyfile(outcome.ckpt, folder / "model.ckpt")
         rows = []
@@ -429,84 +480,68 @@ class NetAdapt:
 
     # ----- the end ------------------------------------------------------------------------------------
 
-    def _finish(self, state: dict[str, Any], current: NetworkState, data: Any) -> NetAdaptResult:
+    def _finish(self, state: RunState, current: NetworkState, data: Data) -> NetAdaptResult:
         spec = ArchSpec.from_yaml(self.out / current.spec_path)
         seed_name = ArchSpec.from_yaml(self.out / "seed" / "spec.yaml").name
         spec = spec.replace(name=f"{seed_name}_netadapt{current.iteration}")
         final_dir = self.out / "final"
-        final = state.get("final")
-        if final is None or final.get("iteration") != current.iteration or \
-                final.get("long_term_epochs") != self.config.long_term_epochs:
+        final = state.final
+        if final is None or final.iteration != current.iteration or \
+                final.long_term_epochs != self.config.long_term_epochs:
             final_dir.mkdir(parents=True, exist_ok=True)
             top1, validation = self._long_term(spec, self.out / current.ckpt_path, data, final_dir / "model.ckpt")
             (final_dir / "spec.yaml").write_text(spec.to_yaml())
             # The seed and the result measured back to back: a paired speed-up, whatever the load.
-            latency, measured, seed_measured = self._measure_beside_seed(spec, state["initial_ms"])
+            latency, measured, seed_measured = self._measure_beside_seed(spec, state.initial_ms)
             predicted = float(self.predictor.predict(spec)) if self.predictor is not None else math.nan
-            final = {"iteration": current.iteration, "long_term_epochs": self.config.long_term_epochs,
-                     "measured_ms": measured.median_ms, "measured_p10_ms": measured.p10_ms,
-                     "measured_p90_ms": measured.p90_ms, "predicted_ms": predicted, "top1": top1,
-                     "validation_top1": validation, "arch_id": spec.arch_id, "widths": widths_text(spec),
-                     "seed_measured_ms": seed_measured, "latency_ms": latency,
-                     "speedup_measured": state["initial_ms"] / latency}
-            state["final"] = final
+            final = FinalState(iteration=current.iteration, long_term_epochs=self.config.long_term_epochs,
+                               measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
+                               measured_p90_ms=measured.p90_ms, predicted_ms=predicted, top1=top1,
+                               validation_top1=validation, arch_id=spec.arch_id, widths=widths_text(spec),
+                               seed_measured_ms=seed_measured, latency_ms=latency,
+                               speedup_measured=state.initial_ms / latency)
+            state = dataclasses.replace(state, final=final)
             self._save_state(state)
-        summary = {"status": state["status"], "iterations": current.iteration, "budget_ms": state["budget_ms"],
-                   "initial_ms": state["initial_ms"], "initial_top1": state["initial_top1"],
-                   "last_iteration_latency_ms": current.latency_ms, "final": final,
-                   "budget_met_by_measurement": current.latency_ms <= state["budget_ms"]}
+        summary = {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
+                   "initial_ms": state.initial_ms, "initial_top1": state.initial_top1,
+                   "last_iteration_latency_ms": current.latency_ms, "final": dataclasses.asdict(final),
+                   "budget_met_by_measurement": current.latency_ms <= state.budget_ms}
         _write_json(self.out / "summary.json", summary)
-        result = NetAdaptResult(self.out, state["status"], current.iteration, state["budget_ms"], state["initial_ms"],
-                                final["latency_ms"], final["predicted_ms"], state["initial_top1"], final["top1"],
+        result = NetAdaptResult(self.out, state.status, current.iteration, state.budget_ms, state.initial_ms,
+                                final.latency_ms, final.predicted_ms, state.initial_top1, final.top1,
                                 final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_ms,
-                                final["speedup_measured"])
+                                final.speedup_measured)
         self.log(result.describe())
         return result
 
-    def _long_term(self, spec: ArchSpec, ckpt: Path, data: Any, out_ckpt: Path) -> tuple[float, float]:
-        first = (self.config.max_iters + 1) * epochs_per_iteration(data, self.config.fine_tune())
+    def _epochs_per_iteration(self, data: Data) -> int:
+        return epochs_per_iteration(data, self.config.short_term_steps, self.config.short_term.batch_size)
+
+    def _long_term(self, spec: ArchSpec, ckpt: Path, data: Data, out_ckpt: Path) -> tuple[float, float]:
+        first = (self.config.max_iters + 1) * self._epochs_per_iteration(data)
         return long_term_fine_tune(spec, ckpt, data, self.config, out_ckpt, first_epoch=first, log=self.log)
 
 
-def long_term_fine_tune(spec: ArchSpec, ckpt: str | Path, data: Any, config: NetAdaptConfig, out_ckpt: str | Path, *,
+def long_term_fine_tune(spec: ArchSpec, ckpt: str | Path, data: Data, config: NetAdaptConfig, out_ckpt: str | Path, *,
                         first_epoch: int = 0, log: Callable[[str], None] = print) -> tuple[float, float]:
-    """Fine-tune ``ckpt`` for ``config.long_term_epochs`` (cosine LR from ``long_term_lr``), save it
-    to ``out_ckpt``; return held-out and validation top-1. The device lock is held shared per step."""
-    import mindspore as ms
-
-    from netadapt.worker import EpochShift
-    from nas.builder import build_network
-    from nas.checkpoint import load_weights, save_weights
-    from nas.train import TrainConfig, Trainer, evaluate
-
+    """Fine-tune ``ckpt`` with ``config.long_term`` (none when it is None), save it to ``out_ckpt``;
+    return held-out and validation top-1. The device lock is held shared per step."""
     ms.set_context(mode=ms.GRAPH_MODE)
     device = config.device
-    eval_batch = config.fine_tune().eval_batch
     ms.set_seed(config.seed)
     net = build_network(spec)
     load_weights(net, ckpt)
-    if config.long_term_epochs:
-        recipe = TrainConfig(epochs=config.long_term_epochs, batch_size=config.batch_size, lr=config.long_term_lr,
-                             base_batch=config.batch_size, weight_decay=config.weight_decay, schedule="cosine",
-                             seed=config.seed)
-        trainer = Trainer(net, recipe, data.steps_per_epoch(config.batch_size), device_lock=device)
+    recipe: TrainConfig | None = config.long_term
+    if recipe is not None:
+        recipe = recipe.replace(seed=config.seed)
+        trainer = Trainer(net, recipe, data.steps_per_epoch(recipe.batch_size), device_lock=device)
         shifted = EpochShift(data, first_epoch)
-        for entry in trainer.fit(lambda epoch: shifted.train(config.batch_size, epoch=epoch)):
-            log(f"long-term fine-tune epoch {entry.epoch}/{config.long_term_epochs}: loss {entry.loss:.4f}")
-    held_out = evaluate(net, data.held_out(eval_batch), device_lock=device).top1
-    validation = evaluate(net, data.validation(eval_batch), device_lock=device).top1
+        for entry in trainer.fit(lambda epoch: shifted.train(recipe.batch_size, epoch=epoch)):
+            log(f"long-term fine-tune epoch {entry.epoch}/{recipe.epochs}: loss {entry.loss:.4f}")
+    held_out = evaluate(net, data.held_out(config.eval_batch), device_lock=device).top1
+    validation = evaluate(net, data.validation(config.eval_batch), device_lock=device).top1
     save_weights(net, out_ckpt, spec)
     return held_out, validation
-
-
-class _LUTPredictor:
-    """``predict(spec)`` of a ``latency.lut.LatencyLUT``, calibrated where the table has a calibration."""
-
-    def __init__(self, lut: Any) -> None:
-        self.lut = lut
-
-    def predict(self, spec: ArchSpec) -> float:
-        return float(self.lut.predict(spec, calibrated=True))
 
 
 def run_netadapt(spec: ArchSpec, ckpt: str | Path, data_source: str, out_dir: str | Path, config: NetAdaptConfig, *,

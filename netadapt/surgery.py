@@ -20,8 +20,9 @@ exactly where ``split_channels`` of the new width puts them.
 A squeeze width that grows (an SE width derived from a width that shrank, rounded up) gets
 new hidden units with zero weights and bias: their activation is 0 and they add nothing.
 
-:func:`shrink_weights` works on numpy arrays and imports no MindSpore; :func:`shrink_network`
-builds the new MindSpore network and loads the sliced weights into it.
+:func:`shrink_weights` works on numpy arrays and imports no MindSpore;
+:func:`netadapt.worker.shrink_network` builds the new MindSpore network and loads the sliced
+weights into it.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nas.spec.arch import ArchSpec
+from nas.spec.parts import split_channels
 from netadapt.channels import HEAD, HIDDEN, ChannelLayout, Key, structure_difference
 from netadapt.errors import SurgeryError
-from nas.spec import ArchSpec, split_channels
 
 BN_FIELDS = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -291,27 +293,3 @@ def shrink_weights(old: ArchSpec, params: Mapping[str, Any], new: ArchSpec,
         features = keeps[HIDDEN]
     slicer.dense("classifier", None, features)
     return slicer.out
-
-
-def network_params(net: Any) -> dict[str, np.ndarray]:
-    """A MindSpore network's parameters as numpy arrays (name -> array)."""
-    return {name: param.asnumpy() for name, param in net.parameters_and_names()}
-
-
-def shrink_network(old: ArchSpec, params: Any, new: ArchSpec,
-                   keeps: Mapping[Key, np.ndarray] | None = None) -> Any:
-    """The MindSpore network of ``new`` carrying the surviving weights of ``old``.
-
-    ``params`` is ``old``'s network or its parameters (name -> array, Parameter or Tensor).
-    """
-    import mindspore as ms
-
-    from nas.builder import build_network
-    from nas.checkpoint import load_weights
-
-    source = network_params(params) if hasattr(params, "parameters_and_names") else params
-    sliced = shrink_weights(old, source, new, keeps)
-    net = build_network(new)
-    load_weights(net, {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in sliced.items()},
-                 origin=f"surgery {old.arch_id} -> {new.arch_id}")
-    return net

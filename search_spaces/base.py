@@ -19,6 +19,9 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_ch
 import numpy as np
 
 from nas.spec import ArchSpec, make_divisible, spec_to_dict
+from nas.spec.checks import is_int, is_number
+from nas.spec.errors import SpecError
+from search_spaces import references
 
 Choice = Union[int, float, str]
 
@@ -313,6 +316,35 @@ def check_round_trip(space_name: str, spec: ArchSpec, decoded: ArchSpec) -> None
         raise NotInSpaceError(space_name, path, got, f"the nearest point of the space has {wanted!r} there")
 
 
+# ----- the reference a space is built around -----------------------------------------------------
+
+def load_reference(name: str, width: float) -> ArchSpec:
+    """The reference spec a space is built around (a named reference, scaled)."""
+    if name not in references.names():
+        raise SpaceOptionError("reference", name, f"unknown reference; known: {references.names()}")
+    try:
+        return references.get(name, width)
+    except SpecError as error:
+        raise SpaceOptionError("width", width, error.reason) from None
+
+
+def configured_reference(settings: Any) -> ArchSpec:
+    """The reference of a space's settings (``reference``, ``width``) with their overrides."""
+    return apply_overrides(load_reference(settings.reference, settings.width), settings.resolution,
+                           settings.num_classes, settings.dropout)
+
+
+def apply_overrides(spec: ArchSpec, resolution: int | None, num_classes: int | None,
+                    dropout: float | None) -> ArchSpec:
+    """The reference with the resolution, class count and dropout options applied."""
+    changes = {key: value for key, value in
+               (("resolution", resolution), ("num_classes", num_classes), ("dropout", dropout)) if value is not None}
+    try:
+        return spec.replace(**changes)
+    except SpecError as error:
+        raise SpaceOptionError(error.path, error.value, error.reason) from None
+
+
 # ----- option parsing ---------------------------------------------------------------------------
 
 def parse_options(options_type: type, options: Mapping[str, Any]) -> Any:
@@ -352,8 +384,7 @@ def check_number_tuple(option: str, value: Any, *, low: float, high: float, inte
     if not isinstance(value, tuple) or not value:
         raise SpaceOptionError(option, value, "must be a non-empty list")
     for item in value:
-        kinds = (int,) if integer else (int, float)
-        if isinstance(item, bool) or not isinstance(item, kinds) or not math.isfinite(item):
+        if not (is_int(item) if integer else is_number(item)):
             raise SpaceOptionError(option, value, f"every entry must be {'an integer' if integer else 'a number'}")
         if item < low or item > high or (low_open and item == low):
             raise SpaceOptionError(option, value, f"entries must be in {'(' if low_open else '['}{low}, {high}]")
@@ -382,7 +413,7 @@ def kernel_choices(option: str, value: Any, *, allow_mixed: bool) -> dict[Choice
         kernel = item if isinstance(item, tuple) else (item,)
         if len(kernel) > 1 and not allow_mixed:
             raise SpaceOptionError(option, value, "this space takes single kernel sizes only")
-        if not kernel or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > 15 or k % 2 == 0
+        if not kernel or any(not is_int(k) or k < 1 or k > 15 or k % 2 == 0
                              for k in kernel):
             raise SpaceOptionError(option, value, "kernel sizes must be odd integers in [1, 15]")
         choice: Choice = kernel[0] if len(kernel) == 1 else ".".join(str(k) for k in kernel)

@@ -42,10 +42,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from nas.spec import ACTIVATIONS, SKIPS, ArchSpec, BlockSpec, SESpec, SpecError
+from nas.spec import ACTIVATIONS, SKIPS, ArchSpec, BlockSpec, SESpec
 from search_spaces.base import (
-    Decision, FactorizedSpace, NotInSpaceError, SpaceOptionError, check_number_tuple, check_round_trip,
-    check_str_tuple, inverse_lookup, kernel_choices, relative_widths,
+    Decision,
+    FactorizedSpace,
+    NotInSpaceError,
+    SpaceOptionError,
+    check_number_tuple,
+    check_round_trip,
+    check_str_tuple,
+    configured_reference,
+    inverse_lookup,
+    kernel_choices,
+    relative_widths,
 )
 
 OPS = ("conv", "dwsep", "mbconv")
@@ -114,35 +123,6 @@ def _op_of(block: BlockSpec, in_channels: int, expansions: tuple[float, ...]) ->
         if all(width == _expanded(ratio, layer_in) for width, layer_in in zip(block.expand, ins)):
             return _op_name(ratio)
     return None
-
-
-def load_reference(name: str, width: float) -> ArchSpec:
-    """The reference spec a space is built around (a named reference, scaled)."""
-    from search_spaces import references
-
-    if name not in references.names():
-        raise SpaceOptionError("reference", name, f"unknown reference; known: {references.names()}")
-    try:
-        return references.get(name, width)
-    except SpecError as error:
-        raise SpaceOptionError("width", width, error.reason) from None
-
-
-def configured_reference(settings: Any) -> ArchSpec:
-    """The reference of a space's settings (``reference``, ``width``) with their overrides."""
-    return apply_overrides(load_reference(settings.reference, settings.width), settings.resolution,
-                           settings.num_classes, settings.dropout)
-
-
-def apply_overrides(spec: ArchSpec, resolution: int | None, num_classes: int | None,
-                    dropout: float | None) -> ArchSpec:
-    """The reference with the resolution, class count and dropout options applied."""
-    changes = {key: value for key, value in
-               (("resolution", resolution), ("num_classes", num_classes), ("dropout", dropout)) if value is not None}
-    try:
-        return spec.replace(**changes)
-    except SpecError as error:
-        raise SpaceOptionError(error.path, error.value, error.reason) from None
 
 
 class MnasNetSpace(FactorizedSpace):

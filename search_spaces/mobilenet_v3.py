@@ -27,10 +27,18 @@ from typing import Any, Mapping
 
 from nas.spec import ACTIVATIONS, ArchSpec, BlockSpec, SESpec
 from search_spaces.base import (
-    Decision, FactorizedSpace, NotInSpaceError, SpaceOptionError, check_number_tuple, check_round_trip,
-    check_str_tuple, inverse_lookup, kernel_choices, relative_widths,
+    Decision,
+    FactorizedSpace,
+    NotInSpaceError,
+    SpaceOptionError,
+    check_number_tuple,
+    check_round_trip,
+    check_str_tuple,
+    configured_reference,
+    inverse_lookup,
+    kernel_choices,
+    relative_widths,
 )
-from search_spaces.mnasnet import configured_reference
 
 SE_CONVENTION = {"base": "expand", "gate": "hsigmoid", "divisor": 8, "act": "relu"}
 

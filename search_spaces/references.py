@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from nas.spec import ArchSpec
 
@@ -33,3 +34,11 @@ def get(name: str, width: float = 1.0) -> ArchSpec:
     if name not in known:
         raise KeyError(f"unknown reference {name!r}; known: {known}")
     return _load(name).scaled(width)
+
+
+def resolve(name_or_file: str, width: float = 1.0) -> ArchSpec:
+    """A reference name, or a spec YAML file, scaled by ``width``."""
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return ArchSpec.from_yaml(path).scaled(width)
+    return get(name_or_file, width)

@@ -1,0 +1,76 @@
+"""Latency settings, and the one factory that turns them into a backend.
+
+A :class:`LatencyConfig` says where latency comes from (``source``), on which device and how a
+measurement is timed. It is the ``latency:`` section of a campaign config; NetAdapt, the look-up
+table commands and ``nas latency measure`` build one too. :func:`make_backend` builds the
+measuring backend from it, wrapped in the measurement cache unless ``cache`` is off.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from latency.cache import CachedBackend, LatencyCache
+from latency.mindspore_backend import MindSporeBackend
+from latency.stamp import MODES, parse_device
+from nas.spec.checks import check_bool, check_choice, check_int, check_number, check_text
+
+SOURCES = ("measure", "lut", "both")
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Where latency comes from: ``measure`` on the device, a ``lut`` prediction, or ``both``
+    (the measurement counts; the prediction is kept beside it). The rest is the device and the
+    timing protocol (see :class:`~latency.mindspore_backend.MindSporeBackend`).
+
+    ``resolution`` ``None`` measures each spec at its own resolution; ``threads`` ``None`` uses
+    every core this process may run on.
+    """
+
+    source: str = "measure"
+    device: str = "CPU"
+    batch: int = 1
+    resolution: int | None = None
+    threads: int | None = None
+    mode: str = "GRAPH"
+    lut: str | None = None
+    cache: bool = True
+    warmup: int = 10
+    min_repeats: int = 10
+    max_repeats: int = 100
+    tolerance: float = 0.02
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        check_choice("latency.source", self.source, SOURCES)
+        check_text("latency.device", self.device)
+        parse_device(self.device)  # UnknownDeviceError names the device
+        if self.source in ("lut", "both") and not self.lut:
+            raise ValueError(f"latency.lut: source {self.source!r} needs a look-up table directory")
+        check_int("latency.batch", self.batch, 1)
+        if self.resolution is not None:
+            check_int("latency.resolution", self.resolution, 8)
+        if self.threads is not None:
+            check_int("latency.threads", self.threads, 1)
+        check_choice("latency.mode", self.mode, MODES)
+        check_bool("latency.cache", self.cache)
+        check_int("latency.warmup", self.warmup, 0)
+        check_int("latency.min_repeats", self.min_repeats, 1)
+        check_int("latency.max_repeats", self.max_repeats, self.min_repeats)
+        check_number("latency.tolerance", self.tolerance, 0.0, low_open=True)
+        check_number("latency.timeout_s", self.timeout_s, 0.0, low_open=True)
+
+
+def make_backend(config: LatencyConfig, *, resolution: int | None = None, cache_path: str | Path | None = None,
+                 remeasure: bool = False) -> MindSporeBackend | CachedBackend:
+    """The measuring backend of ``config`` (``resolution`` overrides the config's), cached per
+    device stamp in ``cache_path`` (default ``$NAS_CACHE_DIR/latency.db``) unless ``config.cache``
+    is off."""
+    backend = MindSporeBackend(config.device, batch=config.batch, resolution=resolution or config.resolution,
+                               threads=config.threads, mode=config.mode, warmup=config.warmup,
+                               min_repeats=config.min_repeats, max_repeats=config.max_repeats,
+                               tolerance=config.tolerance, timeout_s=config.timeout_s)
+    if not config.cache:
+        return backend
+    return CachedBackend(backend, LatencyCache(cache_path), remeasure=remeasure)

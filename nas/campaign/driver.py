@@ -1,0 +1,409 @@
+"""The search loop: the controller proposes, Ray workers evaluate, the reward is told back, and
+the Optuna study in the campaign's storage records everything.
+
+The run directory is described in :mod:`nas.campaign.rundir`, the study in
+:mod:`nas.campaign.study`. Resume (re-running the same config):
+
+- finished trials are never re-evaluated: a proposal whose ``arch_id`` was already evaluated
+  reuses that result (``reused_from``), so no architecture is evaluated twice;
+- trials that were running when the driver died are marked FAIL ("interrupted") and proposed
+  again: the controller state is the one saved after the last tell, so with one worker and the
+  same seed the sequence of architectures is that of an uninterrupted run;
+- ``rerun_failed`` evaluates the architectures of failed trials again (each failed trial once; its
+  re-run records ``rerun_of``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from controllers import Failed, StudyController, UnknownControllerError, controller_names, load_state, save_state
+from controllers.optuna_bridge import study_controller
+from nas.campaign.config import CampaignConfig
+from nas.campaign.evaluate import Evaluation, evaluate_candidate
+from nas.campaign.results import trials_frame, write_tables
+from nas.campaign.rundir import RunDir
+from nas.campaign.study import INTERRUPTED, RUNNING, CampaignError, CampaignStudy, check_storage
+from nas.runtime.pool import JobPool, Outcome
+from nas.spec.arch import ArchSpec
+from nas.spec.errors import NasError
+from nas.spec.profile import profile
+from nas.training.config import DatasetError
+from nas.training.data import open_cached
+from search_spaces import SearchSpace, get_space
+
+
+@dataclass
+class Progress:
+    """Live counts for the progress line."""
+
+    budget: int
+    finished: int = 0
+    failed: int = 0
+    failed_now: int = 0
+    reused: int = 0
+    best: float = float("nan")
+    started: float = field(default_factory=time.monotonic)
+    durations: list[float] = field(default_factory=list)
+
+    def line(self, workers: int, in_flight: int) -> str:
+        remaining = max(0, self.budget - self.finished)
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            eta = f"{math.ceil(remaining / max(1, workers)) * mean / 60:.1f} min"
+        else:
+            eta = "?"
+        best = f"{self.best:.4f}" if self.best == self.best else "-"
+        return (f"[{self.finished}/{self.budget}] failed {self.failed}  reused {self.reused}  running {in_flight}  "
+                f"best reward {best}  elapsed {(time.monotonic() - self.started) / 60:.1f} min  ETA {eta}")
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    run_dir: Path
+    finished: int
+    failed: int
+    evaluated: int
+    best_reward: float
+    best_trial: int | None
+    wall_seconds: float
+    stopped_early: bool
+
+
+@dataclass(frozen=True)
+class ProposalAttrs:
+    """What the driver records on a trial before it is evaluated (visible if the driver dies)."""
+
+    decisions: dict[str, Any]
+    seed: int
+    driver: str
+    rerun_of: int | None = None
+    spec_yaml: str | None = None
+    arch_id: str | None = None
+    params: int | None = None
+    madds: int | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class CandidateJob:
+    """One evaluation: the trial it belongs to and the spec to evaluate."""
+
+    trial: int
+    arch_id: str | None
+    spec_yaml: str
+    submitted: float = field(default_factory=time.monotonic)
+
+
+def check_dataset(config: CampaignConfig) -> None:
+    if config.evaluator.dataset != "digits" and not Path(config.evaluator.dataset).expanduser().is_dir():
+        raise DatasetError(f"evaluator.dataset: directory {config.evaluator.dataset!r} not found "
+                           "(use 'digits' or a CIFAR-10 / ImageFolder directory)")
+
+
+def candidate_spec(space: SearchSpace, decisions: dict[str, Any], config: CampaignConfig, num_classes: int) -> ArchSpec:
+    """The spec the campaign evaluates for ``decisions`` (classes and resolution of the proxy task)."""
+    spec = space.decode(decisions)
+    return spec.replace(num_classes=num_classes, resolution=config.evaluator.resolution)
+
+
+def dataset_classes(config: CampaignConfig) -> int:
+    return open_cached(config.evaluator.data_config(config.seed)).num_classes
+
+
+def one_line_error(error: BaseException) -> str:
+    """The root cause of a (Ray-wrapped) evaluation error, on one line."""
+    cause = getattr(error, "cause", None) or error
+    text = f"{type(cause).__name__}: {cause}" if not isinstance(cause, NasError) else str(cause)
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return " ".join(lines[-1:] if "Traceback" in str(text) else lines[:1])[:500] or type(cause).__name__
+
+
+# ----- the driver ---------------------------------------------------------------------------------
+
+class Campaign:
+    """One campaign: controller, storage, Ray job pool. ``run()`` evaluates up to the budget."""
+
+    def __init__(self, config: CampaignConfig, runs_dir: str | Path = "runs", *,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        check_dataset(config)
+        self.space = get_space(config.space.name, **dict(config.space.options))
+        if config.controller.name not in controller_names():
+            raise UnknownControllerError(f"unknown controller {config.controller.name!r}; known: {controller_names()}")
+        url = config.storage_url(runs_dir)
+        self.rundir = RunDir(config, runs_dir)
+        self.rundir.check_identity()
+        if not url.startswith("sqlite"):
+            check_storage(url)  # before anything is written
+        self.num_classes = dataset_classes(config)
+        self.rundir.hold()
+        self.run_dir = self.rundir.path
+        self.driver_id = uuid.uuid4().hex[:12]
+        self.lineage = self.rundir.lineage()  # drivers that ran from this run directory before
+        if url.startswith("sqlite"):
+            check_storage(url)
+        self.storage_url = url
+        self.controller: StudyController = study_controller(
+            config.controller.name, self.space, config.seed, storage=url, study_name=config.name,
+            **dict(config.controller.options))
+        self.study = CampaignStudy(self.controller.study, self.driver_id)
+        self.study.heartbeat()
+        self.rundir.add_driver(self.driver_id)
+        self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
+        if self.rundir.state_path.is_file():
+            self._recover()
+        else:
+            self.study.fail_stale(self.lineage)
+        self.rundir.save_config()
+
+    # ----- recovery ---------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Restore the controller saved after the last tell, then settle the trials it missed."""
+        load_state(self.controller, self.rundir.state_path, allow_later_trials=True)
+        frozen = {trial.number: trial for trial in self.study.trials()}
+        for number in sorted(self.controller.pending_numbers()):
+            trial = frozen[number]
+            if trial.state == RUNNING:
+                # Asked before the last save and running when the driver died: fail it for the
+                # controller, and evaluate its architecture again outside the controller.
+                self.controller.tell(number, Failed(INTERRUPTED))
+                self.to_rerun.append((dict(trial.params), trial.number))
+            else:  # told to the study just before the driver died, but not yet to the controller
+                self.controller.replay(trial)
+        self.study.fail_stale(self.lineage, keep=self.controller.pending_numbers())
+        self._save_state()
+
+    def _save_state(self) -> None:
+        save_state(self.controller, self.rundir.state_path)
+
+    # ----- bookkeeping ------------------------------------------------------------------------
+
+    def _value(self, evaluation: Evaluation, reward: float) -> Any:
+        if len(self.controller.directions) == 2:
+            return (evaluation.accuracy, evaluation.latency_ms)
+        return reward
+
+    # ----- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, rerun_failed: bool = False) -> CampaignSummary:
+        """Evaluate until the budget of finished trials (or the wall time) is reached."""
+        config = self.config
+        budget = config.budget.trials
+        progress = Progress(budget=budget)
+        finished = self.study.finished()
+        progress.finished = len(finished)
+        progress.failed = len(self.study.failed())
+        rewards = [t.user_attrs.get("reward") for t in finished if t.user_attrs.get("reward") is not None]
+        progress.best = max(rewards) if rewards else float("nan")
+        if rerun_failed:
+            trials = self.study.trials()
+            retried = {t.user_attrs.get("rerun_of") for t in trials} | {number for _, number in self.to_rerun}
+            self.to_rerun += [(dict(t.params), t.number) for t in trials
+                              if t.state.name == "FAIL" and t.params and t.number not in retried]
+        started = time.monotonic()
+        if progress.finished >= budget and not self.to_rerun:
+            self.log(f"campaign {config.name!r} already has {progress.finished} finished trials (budget {budget})")
+            return self._summary(progress, started, stopped_early=False)
+
+        pool: JobPool[CandidateJob] | None = None  # Ray starts only once something must be evaluated
+        waiting: dict[str, list[CandidateJob]] = {}  # arch_id -> jobs waiting on an in-flight twin
+        evaluated = self.study.evaluated()
+        stopped_early = False
+        interrupted = False
+
+        def deadline_passed() -> bool:
+            return config.budget.wall_time_s is not None and time.monotonic() - started > config.budget.wall_time_s
+
+        def submit(job: CandidateJob) -> None:
+            nonlocal pool
+            if pool is None:
+                pool = JobPool(evaluate_candidate, workers=config.workers, num_cpus=config.evaluator.threads,
+                               address=config.address, max_retries=config.retries,
+                               timeout_s=config.evaluator.timeout_s, what="evaluation",
+                               timeout_hint="evaluator.timeout_s")
+                stop.install()  # after ray.init, which sets its own handlers
+            pool.submit(job, job.spec_yaml, config.evaluator, config.latency, config.seed)
+
+        def in_flight() -> list[CandidateJob]:
+            return pool.keys() if pool is not None else []
+
+        def open_slots() -> int:
+            waiting_count = sum(len(jobs) for jobs in waiting.values())
+            return budget - progress.finished - len(in_flight()) - waiting_count
+
+        self.log(f"campaign {config.name!r}: {progress.finished}/{budget} finished; storage {self.storage_url}; "
+                 f"{config.workers} worker(s) on Ray")
+        limit = config.budget.failure_limit
+        timeout = config.evaluator.timeout_s
+        # Bounded: every pass submits, finishes or waits up to a second, and no trial runs past its timeout.
+        max_passes = int((budget + len(self.to_rerun) + limit + 2) * (timeout + 60) * 2)
+        with StopRequest() as stop:
+            try:
+                for _ in range(max_passes):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    while len(in_flight()) < config.workers and not deadline_passed() and (
+                            self.to_rerun or open_slots() > 0):
+                        job = self._next_job(progress)
+                        if job is None:
+                            continue
+                        arch = job.arch_id
+                        if arch in evaluated:
+                            number, stored = evaluated[arch]
+                            self._finish(job, Evaluation.from_attrs(stored), progress, reused=number)
+                            continue
+                        if any(other.arch_id == arch for other in in_flight()):
+                            waiting.setdefault(str(arch), []).append(job)
+                            continue
+                        submit(job)
+                    if not in_flight():
+                        stopped_early = deadline_passed() and progress.finished < budget
+                        break
+                    assert pool is not None  # something is in flight
+                    for outcome in pool.wait(timeout=1.0):
+                        self._settle(outcome, progress, evaluated, waiting, submit, len(in_flight()))
+                    self.study.heartbeat()
+                else:
+                    raise CampaignError(f"the search loop reached its bound of {max_passes} passes; "
+                                        "re-run the same command to continue")
+            except KeyboardInterrupt:
+                interrupted = True
+                self.log("interrupted: stopping the running trials; re-run the same command to resume")
+            finally:
+                unfinished = (pool.cancel_all() if pool is not None else []) + \
+                    [job for jobs in waiting.values() for job in jobs]
+                for job in unfinished:
+                    self._tell_failure(job, INTERRUPTED)
+                if pool is not None:
+                    pool.close()
+                write_tables(trials_frame(self.study.trials()), self.run_dir)
+        if interrupted:
+            raise KeyboardInterrupt
+        return self._summary(progress, started, stopped_early)
+
+    def _settle(self, outcome: Outcome[CandidateJob], progress: Progress,
+                evaluated: dict[str, tuple[int, dict[str, Any]]], waiting: dict[str, list[CandidateJob]],
+                submit: Callable[[CandidateJob], None], in_flight: int) -> None:
+        """Record a finished evaluation (and its waiting twins), or fail its trial."""
+        job = outcome.key
+        twins = waiting.pop(str(job.arch_id), [])
+        if outcome.error is not None:
+            self._fail(job, outcome.error, progress)
+            if twins:  # the next twin evaluates it; the others keep waiting on that one
+                if twins[1:]:
+                    waiting[str(job.arch_id)] = twins[1:]
+                submit(twins[0])
+            return
+        evaluation: Evaluation = outcome.value
+        attrs = self._finish(job, evaluation, progress)
+        evaluated[str(job.arch_id)] = (job.trial, attrs)
+        for twin in twins:
+            self._finish(twin, evaluation, progress, reused=job.trial)
+        self.log(progress.line(self.config.workers, in_flight))
+
+    def _next_job(self, progress: Progress) -> CandidateJob | None:
+        """Ask the controller (or take a re-run) and describe the evaluation; None if the proposal
+        cannot even be built (the trial then FAILs with the reason)."""
+        rerun_of = None
+        if self.to_rerun:
+            decisions, rerun_of = self.to_rerun.pop(0)
+            trial = self.controller.ask_fixed(decisions)
+        else:
+            trial = self.controller.ask()
+            decisions = dict(trial.decisions)
+        proposal = ProposalAttrs(decisions=decisions, seed=self.config.seed, driver=self.driver_id, rerun_of=rerun_of)
+        try:
+            spec = candidate_spec(self.space, decisions, self.config, self.num_classes)
+            counts = profile(spec)
+        except ValueError as error:  # decisions the space cannot turn into a network
+            self.controller.set_user_attrs(trial.number, proposal.attrs())
+            self._fail(CandidateJob(trial.number, None, ""), error, progress)
+            return None
+        proposal = dataclasses.replace(proposal, spec_yaml=spec.to_yaml(), arch_id=spec.arch_id, params=counts.params,
+                                       madds=counts.madds)
+        self.controller.set_user_attrs(trial.number, proposal.attrs())
+        return CandidateJob(trial.number, spec.arch_id, spec.to_yaml())
+
+    def _finish(self, job: CandidateJob, evaluation: Evaluation, progress: Progress,
+                reused: int | None = None) -> dict[str, Any]:
+        """Score an evaluation and tell it; returns the attributes stored on the trial."""
+        reward = self.config.reward.score(evaluation.accuracy, evaluation.latency_ms)
+        attrs = {**evaluation.attrs(), "reward": reward}
+        if reused is not None:
+            attrs["reused_from"] = reused
+            progress.reused += 1
+        else:
+            progress.durations.append(time.monotonic() - job.submitted)
+        self.controller.tell(job.trial, self._value(evaluation, reward), user_attrs=attrs)
+        self._save_state()
+        progress.finished += 1
+        progress.best = reward if progress.best != progress.best else max(progress.best, reward)
+        return attrs
+
+    def _fail(self, job: CandidateJob, error: BaseException, progress: Progress) -> None:
+        message = one_line_error(error)
+        self._tell_failure(job, message)
+        progress.failed += 1
+        progress.failed_now += 1
+        self.log(f"trial {job.trial} failed: {message}")
+        limit = self.config.budget.failure_limit
+        if progress.failed_now > limit:
+            raise CampaignError(f"{progress.failed_now} trials failed in this run (budget.max_failed {limit}); "
+                                f"the last: {message}")
+
+    def _tell_failure(self, job: CandidateJob, message: str) -> None:
+        self.controller.tell(job.trial, Failed(message), user_attrs={"error": message})
+        self._save_state()
+
+    def _summary(self, progress: Progress, started: float, stopped_early: bool) -> CampaignSummary:
+        finished = self.study.finished()
+        best = max(finished, key=lambda t: t.user_attrs.get("reward", -math.inf), default=None)
+        evaluated = sum(1 for t in finished if "reused_from" not in t.user_attrs)
+        return CampaignSummary(run_dir=self.run_dir, finished=len(finished), failed=progress.failed,
+                               evaluated=evaluated,
+                               best_reward=best.user_attrs.get("reward", math.nan) if best else math.nan,
+                               best_trial=best.number if best else None,
+                               wall_seconds=time.monotonic() - started, stopped_early=stopped_early)
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM ask the loop to stop; the loop checks between waits.
+
+    Ray replaces a driver's handlers when it starts, so :meth:`install` runs again right after
+    ``ray.init``; a signal then never lands inside one of Ray's blocking calls.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        self.install()
+        return self
+
+    def install(self) -> None:
+        """(Re)take SIGINT and SIGTERM; what was there first is restored on exit."""
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(number, self._handle)
+            self.previous.setdefault(number, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,111 @@
+"""Evaluate one candidate: measured (or predicted) latency, then the proxy task.
+
+This runs on a Ray worker (or inline). It returns a typed record, :class:`Evaluation`, whose
+fields the driver stores as the trial's user attributes, so a worker that dies loses nothing but
+its own trial. Latency comes first: it is cheap, and a network that cannot be measured is not
+worth training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from latency.config import LatencyConfig, make_backend
+from latency.lut import LatencyLUT
+from latency.stamp import device_name
+from nas.campaign.config import EvaluatorConfig
+from nas.spec.arch import ArchSpec
+from nas.training.data import open_cached
+from nas.training.proxy import train_proxy
+
+
+def _attrs(record: Any) -> dict[str, Any]:
+    """A record's fields, without those that are None (absent attributes stay absent)."""
+    return {key: value for key, value in dataclasses.asdict(record).items() if value is not None}
+
+
+def _from_attrs(cls: type, attrs: Mapping[str, Any]) -> Any:
+    return cls(**{f.name: attrs[f.name] for f in dataclasses.fields(cls) if f.name in attrs})
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """A candidate's latency: measured on the device, predicted by the look-up table, or both
+    (``lut_ms`` beside the measurement). ``latency_ms`` is the figure the reward uses."""
+
+    latency_ms: float
+    latency_source: str  # measured | lut
+    measure_seconds: float
+    latency_p10_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_cv: float | None = None
+    latency_repeats: int | None = None
+    latency_stamp: dict[str, Any] | None = None
+    lut_ms: float | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        return _attrs(self)
+
+
+@dataclass(frozen=True)
+class Evaluation(LatencyRecord):
+    """What the worker returns for one candidate: its latency and its proxy-task scores."""
+
+    accuracy: float = float("nan")
+    top5: float = float("nan")
+    held_out_loss: float = float("nan")
+    train_loss: float = float("nan")
+    train_seconds: float = 0.0
+    proxy_epochs: int = 0
+    proxy_steps: int = 0
+    total_seconds: float = 0.0
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> "Evaluation":
+        """The evaluation stored on a finished trial (its user attributes)."""
+        return _from_attrs(cls, attrs)
+
+
+def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> LatencyRecord:
+    """Latency of ``spec`` at ``resolution``: measured, predicted from the LUT, or both."""
+    started = time.perf_counter()
+    spec = spec.replace(resolution=resolution)
+    lut_ms = None
+    if latency.source in ("lut", "both"):
+        assert latency.lut is not None  # LatencyConfig requires a table for these sources
+        lut = LatencyLUT(latency.lut)
+        try:
+            lut_ms = float(lut.predict(spec))
+        finally:
+            lut.close()
+    if latency.source == "lut":
+        assert lut_ms is not None
+        return LatencyRecord(latency_ms=lut_ms, latency_source="lut", lut_ms=lut_ms,
+                             measure_seconds=time.perf_counter() - started)
+    backend = make_backend(latency, resolution=resolution)
+    try:
+        result = backend.measure(spec)
+    finally:
+        cache = getattr(backend, "cache", None)  # a CachedBackend's SQLite connection
+        if cache is not None:
+            cache.close()
+    return LatencyRecord(latency_ms=result.median_ms, latency_source="measured", lut_ms=lut_ms,
+                         latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms, latency_cv=result.cv,
+                         latency_repeats=result.repeats, latency_stamp=result.stamp.to_dict(),
+                         measure_seconds=time.perf_counter() - started)
+
+
+def evaluate_candidate(spec_yaml: str, evaluator: EvaluatorConfig, latency: LatencyConfig, seed: int) -> Evaluation:
+    """Latency and proxy accuracy of one spec; raises on failure (the trial then FAILs)."""
+    started = time.perf_counter()
+    spec = ArchSpec.from_yaml(spec_yaml)
+    measured = measure_latency(spec, latency, latency.resolution or evaluator.resolution)
+    data = open_cached(evaluator.data_config(seed))
+    proxy = train_proxy(spec, data, evaluator.train_config(seed), device=device_name(latency.device),
+                        threads=evaluator.threads)
+    return Evaluation(**dataclasses.asdict(measured), accuracy=proxy.top1, top5=proxy.top5,
+                      held_out_loss=proxy.held_out_loss, train_loss=proxy.train_loss,
+                      train_seconds=proxy.train_seconds + proxy.eval_seconds, proxy_epochs=proxy.epochs,
+                      proxy_steps=proxy.steps, total_seconds=time.perf_counter() - started)

@@ -1,0 +1,273 @@
+"""``nas latency measure|build-lut|check|predict``: measured latency and look-up tables."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Callable
+
+from latency.config import LatencyConfig, make_backend
+from latency.errors import LUTMissError, StampMismatchError
+from latency.lut import (
+    AdditivityReport,
+    LatencyLUT,
+    additivity_check,
+    build_and_calibrate,
+    build_lut,
+    measure_end_to_end,
+)
+from latency.mindspore_backend import MindSporeBackend
+from latency.pieces import unique_pieces
+from latency.sampling import source_specs
+from netadapt.grid import grid_specs
+from search_spaces import references
+
+
+def _progress(label: str) -> Callable[[int, int, Any], None]:
+    """A one-line counter on stderr (rewritten in place on a terminal)."""
+    terminal = sys.stderr.isatty()
+
+    def show(done: int, total: int, what: Any = None) -> None:
+        name = getattr(what, "name", "") or getattr(what, "kind", "") or ""
+        text = f"{label}: {done}/{total} {name}"
+        if terminal:
+            print(f"\r{text:<72}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif done == total or done % 10 == 0 or done == 1:
+            print(text, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _settings(args: argparse.Namespace, **fields: Any) -> LatencyConfig:
+    """The latency settings of the command line (``fields`` fix what the command decides)."""
+    device = {"device": args.device, "batch": args.batch, "resolution": args.resolution, "threads": args.threads}
+    timing = {"warmup": args.warmup, "min_repeats": args.min_repeats, "max_repeats": args.max_repeats,
+              "tolerance": args.tolerance, "timeout_s": args.timeout}
+    cache = {"cache": not getattr(args, "no_cache", False)}
+    return LatencyConfig(**{**device, **timing, **cache, **fields})
+
+
+def _bare(settings: LatencyConfig) -> MindSporeBackend:
+    """The uncached backend of ``settings`` (pieces are cached by the table, not the cache)."""
+    backend = make_backend(dataclasses.replace(settings, cache=False))
+    assert isinstance(backend, MindSporeBackend)
+    return backend
+
+
+def _measure(args: argparse.Namespace) -> int:
+    spec = references.resolve(args.spec, args.width)
+    source = make_backend(_settings(args), cache_path=args.cache, remeasure=args.remeasure)
+    hits_before = getattr(source, "hits", 0)
+    result = source.measure(spec)
+    from_cache = getattr(source, "hits", 0) > hits_before
+    if args.json:
+        print(json.dumps({"name": spec.name, "arch_id": spec.arch_id, "cached": from_cache,
+                          **result.to_dict(), "stamp_key": result.stamp.key}, indent=2))
+        return 0
+    origin = "cached" if from_cache else "measured"
+    print(f"{spec.name}  arch_id {spec.arch_id}  {origin}")
+    print(f"  {result.describe()}")
+    print(f"  on {result.stamp.describe()}")
+    return 0
+
+
+def _source_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.space:
+        return {"kind": "space", "name": args.space, "samples": args.samples, "seed": args.seed}
+    if args.specs:
+        return {"kind": "specs", "dir": args.specs}
+    return {"kind": "refs"}
+
+
+def _print_note(note: str) -> None:
+    print(f"source: {note}", file=sys.stderr)
+
+
+def _build_lut(args: argparse.Namespace) -> int:
+    source = _source_from_args(args)
+    specs, note = source_specs(source, seed=args.seed)
+    _print_note(note)
+    if args.netadapt_grid:
+        source["netadapt_grid_step"] = args.grid_step
+        specs = [variant for spec in specs for variant in grid_specs(spec, grid_step=args.grid_step)]
+    settings = _settings(args)
+    backend = _bare(settings)
+    lut = LatencyLUT(args.out, backend.stamp(resolution=args.resolution), source=source)
+    calibration_specs = source_specs(source, samples=args.calibrate, seed=args.seed + 500)[0] if args.calibrate else []
+    built, report = build_and_calibrate(lut, backend, specs, calibration_specs,
+                                        measure_backend=make_backend(settings, cache_path=args.cache),
+                                        chunk=args.chunk, progress=_progress("build-lut"),
+                                        measure_progress=_progress("measure end to end"))
+    print(f"{args.out}: {built.describe()}; the table holds {len(lut)} entries")
+    print(f"stamp: {lut.stamp.describe()}")
+    if report is not None:
+        _print_accuracy(report)
+    return 0
+
+
+def _print_accuracy(report: AdditivityReport) -> None:
+    before = report.before
+    print(f"additivity (summed pieces vs measured, n={report.n}): {before.within_10pct:.0%} within +-10%, "
+          f"Spearman {before.spearman:.3f}, mean |error| {before.mean_abs_pct_error:.1%}")
+    if report.after is not None and report.calibration is not None:
+        after, cal = report.after, report.calibration
+        print(f"calibrated ({cal.a:.3f} * sum + {cal.b:.3f} ms): {after.within_10pct:.0%} within +-10%, "
+              f"Spearman {after.spearman:.3f}, mean |error| {after.mean_abs_pct_error:.1%}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    lut = LatencyLUT(args.lut)
+    if args.space or args.specs or args.refs:
+        source = _source_from_args(args)
+    elif lut.sources:
+        source = dict(lut.sources[0])
+    else:
+        source = {"kind": "refs"}
+    seed = args.seed if args.seed is not None else int(source.get("seed", 0)) + 1000
+    specs, note = source_specs(source, samples=args.samples, seed=seed)
+    _print_note(note + " (check samples)")
+    stamp = lut.stamp
+    settings = LatencyConfig(device=stamp.device, batch=stamp.batch, resolution=stamp.resolution,
+                             threads=stamp.threads, mode=stamp.mode, cache=not args.no_cache, warmup=args.warmup,
+                             min_repeats=args.min_repeats, max_repeats=args.max_repeats, tolerance=args.tolerance,
+                             timeout_s=args.timeout)
+    backend = _bare(settings)
+    if backend.stamp(resolution=stamp.resolution) != stamp:
+        raise StampMismatchError(f"this host measures under [{backend.stamp(resolution=stamp.resolution).key}] but "
+                                 f"the table {args.lut} was built under [{stamp.key}]; check it on its own device")
+    missing = lut.missing(unique_pieces(specs, lut.resolution))
+    skipped = []
+    if missing and args.extend:
+        report = build_lut(lut, backend, missing, progress=_progress("check: measuring missing pieces"))
+        print(f"added {report.measured} missing pieces to {args.lut}", file=sys.stderr)
+    elif missing:
+        kept = []
+        for spec in specs:
+            try:
+                lut.predict_summed(spec)
+                kept.append(spec)
+            except LUTMissError as error:
+                skipped.append((spec, str(error)))
+        specs = kept
+    if not specs:
+        raise LUTMissError(f"none of the {len(skipped)} check samples can be predicted from {args.lut}; "
+                           f"run with --extend")
+    measured = measure_end_to_end(make_backend(settings, cache_path=args.cache), specs,
+                                  _progress("measure end to end"))
+    checked = additivity_check(lut, specs, measured, fit=args.calibrate)
+    if args.json:
+        print(json.dumps({**checked.to_dict(), "skipped": [spec.name for spec, _ in skipped]}, indent=2))
+        return 0
+    header = f"{'name':<34} {'arch_id':<12} {'measured':>9} {'summed':>9} {'err':>7} {'predicted':>9} {'err':>7}"
+    print(header)
+    print("-" * len(header))
+    for row in checked.rows:
+        summed_error = (row.summed_ms - row.measured_ms) / row.measured_ms
+        line = (f"{row.name[:34]:<34} {row.arch_id:<12} {row.measured_ms:>9.3f} {row.summed_ms:>9.3f} "
+                f"{summed_error:>+7.1%}")
+        if row.calibrated_ms is not None:
+            line += f" {row.calibrated_ms:>9.3f} {(row.calibrated_ms - row.measured_ms) / row.measured_ms:>+7.1%}"
+        print(line)
+    print("-" * len(header))
+    _print_accuracy(checked)
+    if checked.after is None:
+        print("no calibration in this table (run with --calibrate to fit one on these samples)")
+    for spec, reason in skipped:
+        print(f"skipped {spec.name}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    lut = LatencyLUT(args.lut)
+    spec = references.resolve(args.spec, args.width)
+    if args.breakdown:
+        for piece, ms, how in lut.breakdown(spec):
+            print(f"{piece.name:<14} {ms:>9.3f} ms  {how:<12} {piece.key}")
+        print(f"{'overhead':<14} {lut.overhead_ms:>9.3f} ms  (counted once)")
+    summed = lut.predict_summed(spec)
+    predicted = lut.predict(spec)
+    print(f"{spec.name}  arch_id {spec.arch_id}  predicted {predicted:.3f} ms (summed {summed:.3f} ms"
+          f"{', calibrated' if lut.calibration is not None else ', no calibration'}) at {lut.resolution} px")
+    return 0
+
+
+def _device_options(parser: argparse.ArgumentParser, resolution_default: int | None, resolution_help: str) -> None:
+    parser.add_argument("--device", default="CPU", help="CPU, GPU[:id] or Ascend[:id] (default CPU)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--resolution", type=int, default=resolution_default, help=resolution_help)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores available)")
+    _timing_options(parser)
+
+
+def _timing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    parser.add_argument("--min-repeats", type=int, default=10, help="fewest timed runs (default 10)")
+    parser.add_argument("--max-repeats", type=int, default=100, help="most timed runs per measurement (default 100)")
+    parser.add_argument("--tolerance", type=float, default=0.02,
+                        help="stop when the median's 95%% interval is within this fraction (default 0.02)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds without progress before the worker "
+                                                                     "is killed (default 300)")
+
+
+def _cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", default=None, help="cache file (default $NAS_CACHE_DIR/latency.db)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the measurement cache")
+
+
+def _source_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--space", default=None, help="sample specs from this search space (e.g. mnasnet; "
+                                                     "'refs' = random variants of the references)")
+    group.add_argument("--specs", default=None, help="a directory of spec YAML files")
+    group.add_argument("--refs", action="store_true", help="the shipped reference architectures")
+
+
+def configure_latency(latency: argparse.ArgumentParser) -> None:
+    actions = latency.add_subparsers(dest="latency_command", metavar="ACTION")
+    actions.required = True
+
+    measure = actions.add_parser("measure", help="measure a reference or spec file end to end on this device")
+    measure.add_argument("spec", help="reference name (see 'nas spec list') or a spec YAML file")
+    measure.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
+    _device_options(measure, None, "input resolution (default: the spec's)")
+    measure.add_argument("--json", action="store_true", help="print the result as JSON")
+    _cache_options(measure)
+    measure.add_argument("--remeasure", action="store_true", help="measure again and overwrite the cached figure")
+    measure.set_defaults(handler=_measure)
+
+    build = actions.add_parser("build-lut", help="measure every unique layer of a source into a look-up table",
+                               description="Incremental and resumable: re-running measures only what is missing.")
+    _source_options(build, required=True)
+    build.add_argument("--out", required=True, help="the table's directory (created or extended)")
+    build.add_argument("--samples", type=int, default=50, help="specs sampled from --space (default 50)")
+    build.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    build.add_argument("--netadapt-grid", action="store_true",
+                       help="also every layer on NetAdapt's pruning grid of each spec (netadapt.grid; multiples of 8)")
+    build.add_argument("--grid-step", type=int, default=4, help="every n-th width on that grid (default 4)")
+    build.add_argument("--calibrate", type=int, default=10, metavar="N",
+                       help="fit the calibration on N end-to-end measurements (default 10; 0 = none)")
+    build.add_argument("--chunk", type=int, default=40, help="pieces per worker process (default 40)")
+    _device_options(build, 224, "input resolution (default 224)")
+    _cache_options(build)
+    build.set_defaults(handler=_build_lut)
+
+    check = actions.add_parser("check", help="predicted against measured latency on sampled specs")
+    check.add_argument("--lut", required=True, help="the table's directory")
+    check.add_argument("--samples", type=int, default=50, help="how many specs (default 50)")
+    check.add_argument("--seed", type=int, default=None, help="sampling seed (default: the table's + 1000)")
+    _source_options(check, required=False)
+    check.add_argument("--extend", action=argparse.BooleanOptionalAction, default=True,
+                       help="measure pieces the table lacks first (default); --no-extend skips such specs")
+    check.add_argument("--calibrate", action="store_true", help="fit the calibration on these samples and save it")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    _timing_options(check)
+    _cache_options(check)
+    check.set_defaults(handler=_check)
+
+    predict = actions.add_parser("predict", help="predict a spec's latency from a look-up table")
+    predict.add_argument("spec", help="reference name or spec YAML file")
+    predict.add_argument("--lut", required=True, help="the table's directory")
+    predict.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
+    predict.add_argument("--breakdown", action="store_true", help="per-piece latencies")
+    predict.set_defaults(handler=_predict)

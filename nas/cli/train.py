@@ -1,0 +1,82 @@
+"""``nas train``, ``nas validate`` and ``nas export-model``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.spec.arch import ArchSpec
+from nas.training.deploy import export_model, validate
+from nas.training.full import run_training
+from nas.training.recipe import load_recipe
+
+
+def _load_spec(path: str | None) -> ArchSpec | None:
+    return ArchSpec.from_yaml(Path(path)) if path else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe)
+    spec = _load_spec(args.spec)
+    assert spec is not None  # --spec is required
+    out = Path(args.output or Path("runs") / "train" / spec.name)
+    outcome = run_training(spec, recipe, args.data, out, device=args.device, distribute=args.distribute,
+                           resume=args.resume, seed=args.seed, rank_digests=args.rank_digests,
+                           log=lambda line: print(line, flush=True))
+    if outcome.rank == 0:
+        print(f"done: top1 {outcome.top1:.4f} top5 {outcome.top5:.4f} ({out})")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if args.spec is None and args.mindcv is None:
+        print("note: no --spec; using the spec embedded in the checkpoint")
+    result = validate(_load_spec(args.spec), args.ckpt, args.data, resolution=args.resolution,
+                      batch_size=args.batch_size, mindcv_model=args.mindcv)
+    print(f"top1 {result.top1:.4f}  top5 {result.top5:.4f}  loss {result.loss:.4f}  images {result.images}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    spec = _load_spec(args.spec)
+    output = args.output or Path(args.ckpt).with_suffix("")
+    written = export_model(spec, args.ckpt, output, file_format=args.format, batch_size=args.batch_size,
+                           resolution=args.resolution)
+    print(f"wrote {written}")
+    return 0
+
+
+def configure_train(train: argparse.ArgumentParser) -> None:
+    train.description = ("Train a spec for real. Data parallel: msrun --worker_num 8 --local_worker_num 8 "
+                         "nas train ... --distribute")
+    train.add_argument("--spec", required=True, help="spec YAML file")
+    train.add_argument("--recipe", required=True, help="recipe YAML (see experiments/recipes/)")
+    train.add_argument("--data", required=True, help="'digits' or a directory (ImageFolder tree or CIFAR-10 binaries)")
+    train.add_argument("--device", choices=["CPU", "GPU", "Ascend"], default=None,
+                       help="device target (default: the recipe's)")
+    train.add_argument("--distribute", action="store_true", help="data-parallel over the msrun workers")
+    train.add_argument("--resume", action="store_true", help="continue after the newest epoch checkpoint")
+    train.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    train.add_argument("-o", "--output", default=None, help="output directory (default runs/train/<spec name>)")
+    train.add_argument("--rank-digests", action="store_true",
+                       help="every rank writes a digest of its trained weights to <output>/digests/")
+    train.set_defaults(handler=_train)
+
+
+def configure_validate(validate: argparse.ArgumentParser) -> None:
+    validate.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
+    validate.add_argument("--ckpt", required=True, help="checkpoint (ours, or MindCV's with --mindcv)")
+    validate.add_argument("--data", required=True, help="'digits' or a dataset directory")
+    validate.add_argument("--mindcv", default=None, metavar="MODEL", help="the checkpoint is MindCV's MODEL")
+    validate.add_argument("--resolution", type=int, default=None, help="input resolution (default: the spec's)")
+    validate.add_argument("--batch-size", type=int, default=64)
+    validate.set_defaults(handler=_validate)
+
+
+def configure_export_model(export: argparse.ArgumentParser) -> None:
+    export.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
+    export.add_argument("--ckpt", required=True, help="checkpoint file")
+    export.add_argument("--format", default="MINDIR", help="MINDIR (default; MindSpore Lite and Ascend), AIR, ONNX")
+    export.add_argument("--batch-size", type=int, default=1, help="batch of the exported input (default 1)")
+    export.add_argument("--resolution", type=int, default=None, help="input resolution (default: the spec's)")
+    export.add_argument("-o", "--output", default=None, help="output file (default: next to the checkpoint)")
+    export.set_defaults(handler=_export)

@@ -1,1 +1,0 @@
-"""Command groups of the ``nas`` CLI; each module has ``register(subparsers)``."""

@@ -1,0 +1,123 @@
+"""Latency for NetAdapt: a predictor that estimates (the look-up table), a meter that measures
+(a ``latency`` backend), and the anchored estimate the loop decides with.
+
+NetAdapt only needs two small protocols, so any table or backend plugs in:
+
+- :class:`LatencyPredictor`: ``predict(spec) -> ms`` (:class:`LUTPredictor` over a
+  ``latency.lut.LatencyLUT`` is one; the table interpolates over channel counts and raises
+  ``LUTMissError`` for what it cannot cover);
+- :class:`LatencyMeter`: ``measure(spec) -> Measurement`` (:class:`BackendMeter` adapts any
+  ``latency`` backend built by ``latency.make_backend``, which holds the device lock exclusively).
+
+**Anchored estimates.** The loop's current latency is *measured*; a proposal's latency is
+estimated as the measured latency of the current network scaled by the table's predicted
+relative change, ``measured(current) * predict(proposal) / predict(current)``. A table that is
+off by a factor (another load, another clock) then cannot make the loop stop short of, or run
+past, a budget that is checked against measurements, and each iteration removes the share of
+latency the schedule asks for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from latency.lut import LatencyLUT, build_and_calibrate
+from latency.pieces import unique_pieces
+from nas.spec.arch import ArchSpec
+from netadapt.grid import combined_specs, grid_specs
+from netadapt.proposals import TargetOptions
+
+
+@runtime_checkable
+class LatencyPredictor(Protocol):
+    def predict(self, spec: ArchSpec) -> float:
+        """Predicted latency of ``spec`` in milliseconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured latency: the median of repeated runs and its spread."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+
+
+@runtime_checkable
+class LatencyMeter(Protocol):
+    def measure(self, spec: ArchSpec) -> Measurement:
+        """Measure ``spec`` end to end on the target device."""
+        ...
+
+
+class BackendMeter:
+    """A :class:`LatencyMeter` over a ``latency`` backend (anything whose ``measure`` returns a
+    result with ``median_ms``, ``p10_ms`` and ``p90_ms``)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def measure(self, spec: ArchSpec) -> Measurement:
+        result = self.backend.measure(spec)
+        return Measurement(float(result.median_ms), float(result.p10_ms), float(result.p90_ms))
+
+    def measure_many(self, specs: list[ArchSpec]) -> list[Measurement]:
+        """Measure several specs back to back (one worker), for paired comparisons."""
+        return [Measurement(float(r.median_ms), float(r.p10_ms), float(r.p90_ms))
+                for r in self.backend.measure_many(list(specs))]
+
+    def __repr__(self) -> str:
+        return f"BackendMeter({self.backend!r})"
+
+
+class AnchoredEstimate:
+    """``estimate(spec) -> (predicted, estimated)`` anchored at the measured current network:
+    ``estimated = measured(current) * predicted / predicted(current)``."""
+
+    def __init__(self, predictor: LatencyPredictor, current: ArchSpec, measured_ms: float) -> None:
+        self.predictor = predictor
+        self.current_predicted = float(predictor.predict(current))
+        if not self.current_predicted > 0:
+            raise ValueError(f"the predicted latency of the current network is {self.current_predicted!r} ms; "
+                             "a look-up table must predict a positive latency")
+        self.measured_ms = measured_ms
+
+    def __call__(self, spec: ArchSpec) -> tuple[float, float]:
+        predicted = float(self.predictor.predict(spec))
+        return predicted, self.measured_ms * predicted / self.current_predicted
+
+
+class LUTPredictor:
+    """``predict(spec)`` of a ``latency.lut.LatencyLUT``, calibrated where the table has a calibration."""
+
+    def __init__(self, lut: LatencyLUT) -> None:
+        self.lut = lut
+
+    def predict(self, spec: ArchSpec) -> float:
+        return float(self.lut.predict(spec, calibrated=True))
+
+
+def build_netadapt_lut(directory: str | Path, spec: ArchSpec, backend: Any, *, step: int, options: TargetOptions,
+                       grid_step: int = 1, calibration: int = 4, seed: int = 0,
+                       log: Callable[[str], None] = print) -> LatencyLUT:
+    """Build (or complete) a look-up table in ``directory`` for pruning ``spec``: the pieces of
+    the NetAdapt grid around it, then a calibration against end-to-end measurements of ``spec``
+    and ``calibration`` combined shrinks. Interrupted builds keep what they measured."""
+    resolution = backend.resolution or spec.resolution
+    lut = LatencyLUT(directory, backend.stamp(resolution=resolution),
+                     source={"kind": "netadapt", "arch_id": spec.arch_id, "step": step, "grid_step": grid_step})
+    grid = grid_specs(spec, step, options, grid_step)
+    extra = combined_specs(spec, step, options, calibration, seed) if calibration else []
+    checks = [spec, *extra] if calibration and lut.calibration is None else []
+    todo = len(lut.missing(unique_pieces(grid + extra, lut.resolution)))
+    if todo:
+        log(f"look-up table {directory}: measuring {todo} pieces ({len(grid)} grid specs)")
+    built, report = build_and_calibrate(lut, backend, grid + extra, checks)
+    if built.measured:
+        log(f"look-up table: {built.describe()}")
+    if report is not None:
+        after = report.after or report.before
+        log(f"look-up table calibrated on {report.n} networks: mean |error| {after.mean_abs_pct_error:.1%}")
+    return lut
