@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export GLOG_v := 3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-fast lint venv clean
 
 venv: $(STAMP)
 
@@ -22,10 +22,15 @@ demo: $(STAMP)
 	$(VENV)/bin/nas results runs/demo | tail -n 3
 	@echo "demo results: runs/demo (trials.csv, exports/, pareto.png, pareto.html, reward.png)"
 
-test: $(STAMP)
+# ruff and mypy (strict over nas/spec, search_spaces, controllers) run before the tests: a slip fails fast.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 clean:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 
 from bench.common import summary, time_calls, write_report
-from nas.builder import build_network
-from nas.profile import profile
+from nas.models.builder import build_network
+from nas.spec.profile import profile
 from search_spaces import references
 
 

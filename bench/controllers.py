@@ -35,9 +35,9 @@ from typing import Any, Callable
 
 from bench.common import summary, write_report
 from controllers import make_controller
-from nas.layers import plan_layers
-from nas.profile import profile
-from nas.reward import reward
+from nas.campaign.reward import reward
+from nas.spec.layers import plan_layers
+from nas.spec.profile import profile
 from search_spaces import get_space
 
 TARGET_MS = 75.0

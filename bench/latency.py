@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import random
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,8 @@ from bench.common import summary, write_report
 from latency.lut import LatencyLUT, accuracy, additivity_check, build_lut, fit_calibration
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
-from latency.sampling import netadapt_grid_specs, space_specs
+from latency.sampling import space_specs
+from netadapt.grid import grid_specs
 from search_spaces import references
 
 PIXEL1_MS = {"mobilenet_v3_small": 15.8, "mobilenet_v3_large": 51.0, "mnasnet_a1": 78.0, "mobilenet_v2": 75.0}
@@ -124,9 +126,9 @@ def lut_accuracy(backend, args: argparse.Namespace, directory: Path) -> dict:
         print(f"after calibration fitted on {len(calibration)} other architectures ({line['a']:.3f} * sum + "
               f"{line['b']:.3f} ms): {after['within_10pct']:.0%} within +-10%, Spearman {after['spearman']:.3f}, "
               f"mean |error| {after['mean_abs_pct_error']:.1%} (target >= 90%, >= 0.9; nn-Meter 99%)")
-    in_after = in_sample["after"]
-    print(f"in-sample calibration on the {len(evaluation)} themselves: {in_after['within_10pct']:.0%} within +-10%, "
-          f"Spearman {in_after['spearman']:.3f}")
+    in_after = in_sample.after.to_dict() if in_sample.after is not None else {}
+    print(f"in-sample calibration on the {len(evaluation)} themselves: {in_after.get('within_10pct', 0):.0%} "
+          f"within +-10%, Spearman {in_after.get('spearman', 0):.3f}")
     print(f"costs: {e2e_seconds:.2f} s per end-to-end measurement (new worker, compile, timing); LUT build "
           f"{report.seconds:.1f} s for {report.measured} pieces; prediction {predict_ms:.3f} ms per architecture "
           f"(first {first_ms:.3f} ms; target < 1 ms)")
@@ -134,7 +136,8 @@ def lut_accuracy(backend, args: argparse.Namespace, directory: Path) -> dict:
             "lut_pieces": report.measured, "lut_build_s": report.seconds,
             "lut_s_per_piece": report.seconds / max(1, report.measured),
             "before": before.to_dict(), "after_held_out": held_out, "after_in_sample": in_after,
-            "calibration_in_sample": in_sample["calibration"], "seconds_per_end_to_end": e2e_seconds,
+            "calibration_in_sample": in_sample.calibration.to_dict() if in_sample.calibration else None,
+            "seconds_per_end_to_end": e2e_seconds,
             "predict_ms": predict_ms, "predict_first_ms": first_ms,
             "rows": [{"name": spec.name, "arch_id": spec.arch_id, "measured_ms": m, "summed_ms": s}
                      for spec, m, s in zip(evaluation, measured_eval, summed_eval)]}
@@ -144,13 +147,11 @@ def interpolation(backend, args: argparse.Namespace, directory: Path) -> dict:
     """How well interpolated widths match measured ones: a table on NetAdapt's coarse channel grid
     of MobileNetV3-Large (every ``--grid-step``-th multiple of 8), checked on held-out fine-grid
     layers that are measured directly."""
-    import random
-
     spec = references.get("mobilenet_v3_large")
     lut = LatencyLUT(directory, backend.stamp(resolution=args.resolution), source={"kind": "bench-grid"})
-    coarse = unique_pieces([spec, *netadapt_grid_specs(spec, step=args.grid_step)], args.resolution)
+    coarse = unique_pieces([spec, *grid_specs(spec, 8, grid_step=args.grid_step)], args.resolution)
     report = build_lut(lut, backend, coarse, progress=_counter("coarse grid pieces"))
-    fine = [piece for piece in unique_pieces(list(netadapt_grid_specs(spec, step=1)), args.resolution)
+    fine = [piece for piece in unique_pieces(grid_specs(spec, 8), args.resolution)
             if piece.key not in lut]
     rng = random.Random(args.seed)
     held_out = rng.sample(fine, min(args.interpolation, len(fine)))

@@ -21,6 +21,7 @@ Figures go to stdout, ``bench/results/netadapt.json`` and ``bench/results/netada
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
@@ -30,16 +31,18 @@ from typing import Any
 
 from bench.common import RESULTS, write_report
 from latency.mindspore_backend import MindSporeBackend
-from nas.builder import build_network
-from nas.checkpoint import save_weights
-from nas.data import DataConfig, open_data
+from nas.campaign.plots import draw_trajectory
+from nas.models.builder import build_network
+from nas.models.checkpoint import save_weights
 from nas.spec import ArchSpec
-from nas.train import TrainConfig, Trainer, evaluate
-from netadapt.config import NetAdaptConfig
-from netadapt.history import read_history
-from netadapt.plotting import plot_trajectory
-from netadapt.resources import BackendMeter, build_netadapt_lut
-from netadapt.run import NetAdapt, _LUTPredictor, long_term_fine_tune
+from nas.training.config import DataConfig, TrainConfig
+from nas.training.data import open_data
+from nas.training.engine import Trainer, evaluate
+from netadapt.config import LONG_TERM, SHORT_TERM, NetAdaptConfig
+from netadapt.errors import BudgetUnreachableError
+from netadapt.estimates import BackendMeter, LUTPredictor, build_netadapt_lut
+from netadapt.history import load_trajectory, read_history
+from netadapt.run import NetAdapt, long_term_fine_tune
 from search_spaces import references
 
 SMOKE = {"width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95,0.9", "baseline_widths": "0.5",
@@ -90,7 +93,7 @@ def _plot(path: Path, run_dir: Path, netadapt_points: list[dict], baselines: lis
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(7, 5))
-    plot_trajectory(ax, run_dir, label="NetAdapt (short-term)", proposals=False)
+    draw_trajectory(ax, load_trajectory(run_dir, name="NetAdapt (short-term)"))
     ax.plot([p["measured_ms"] for p in netadapt_points], [p["top1"] for p in netadapt_points], "s-", color="C3",
             label="NetAdapt + long-term fine-tune")
     ordered = sorted(baselines, key=lambda b: b["measured_ms"])
@@ -161,8 +164,11 @@ def main() -> None:
 
     config = NetAdaptConfig(budget_ratio=min(budgets), max_iters=args.max_iters, schedule=args.schedule,
                             fixed_ratio=args.fixed_ratio, targets=tuple(args.targets.split(",")),
-                            short_term_steps=args.short_term_steps, batch_size=args.batch_size,
-                            long_term_epochs=args.long_term_epochs, resolution=args.resolution,
+                            short_term_steps=args.short_term_steps,
+                            short_term=dataclasses.replace(SHORT_TERM, batch_size=args.batch_size),
+                            long_term=dataclasses.replace(LONG_TERM, epochs=args.long_term_epochs,
+                                                          batch_size=args.batch_size),
+                            resolution=args.resolution,
                             latency_resolution=args.latency_resolution, workers=args.workers, seed=args.seed,
                             lut_grid_step=args.lut_grid_step, lut_calibration=args.lut_calibration)
     backend = MindSporeBackend("CPU", resolution=args.latency_resolution)
@@ -177,14 +183,12 @@ def main() -> None:
     run_dir = work / "run"
     started = time.perf_counter()
     # The loop's own end-of-run fine-tune is skipped: every budget's network gets one below.
-    runner = NetAdapt(config.replace(long_term_epochs=0), run_dir, predictor=_LUTPredictor(lut), meter=meter,
+    runner = NetAdapt(dataclasses.replace(config, long_term=None), run_dir, predictor=LUTPredictor(lut), meter=meter,
                       log=lambda line: print(f"  {line}", flush=True))
     try:
         result = runner.run(seed_spec, seed_ckpt, args.data)
         stop = result.status
     except Exception as error:  # an unreachable budget still leaves the iterations before it
-        from netadapt.errors import BudgetUnreachableError
-
         if not isinstance(error, BudgetUnreachableError):
             raise
         stop = f"unreachable: {error}"

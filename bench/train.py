@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from bench.common import write_report
-from nas.builder import build_network
-from nas.data import DataConfig, open_data
-from nas.train import TrainConfig, Trainer
+from nas.models.builder import build_network
+from nas.training.config import DataConfig, TrainConfig
+from nas.training.data import open_data
+from nas.training.engine import Trainer
 from search_spaces import references
 
 

@@ -30,7 +30,7 @@ class EvolutionController(AskedTrials):
     """Aging evolution over a search space's categorical decisions (single objective, maximised)."""
 
     name = "evolution"
-    directions = ("maximize",)
+    directions: tuple[str, ...] = ("maximize",)
 
     def __init__(self, space: SearchSpace, seed: int = 0, *, population_size: int = 50, sample_size: int = 10) -> None:
         for option, value, low in (("population_size", population_size, 2), ("sample_size", sample_size, 1)):

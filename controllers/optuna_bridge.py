@@ -19,11 +19,17 @@ storage: save it with :func:`controllers.save_state` next to the study.
 """
 from __future__ import annotations
 
-import pickle
 from typing import Any, Mapping, Sequence
 
 from controllers.base import Controller, ControllerError, Failed
-from controllers.optuna_study import STUDY_OPTIONS, OptunaController, _optuna, distributions
+from controllers.optuna_study import (
+    STUDY_OPTIONS,
+    OptunaController,
+    _optuna,
+    distributions,
+    random_states,
+    restore_random_states,
+)
 from controllers.registry import make_controller
 from search_spaces import SearchSpace
 
@@ -31,7 +37,8 @@ NATIVE = ("rl", "evolution")
 
 
 def _sampler_base() -> type:
-    return _optuna().samplers.BaseSampler
+    base: type = _optuna().samplers.BaseSampler
+    return base
 
 
 class ControllerSampler(_sampler_base()):  # type: ignore[misc]
@@ -75,13 +82,13 @@ class ControllerSampler(_sampler_base()):  # type: ignore[misc]
         return {"controller": self.controller.state_dict(),
                 "proposals": {number: (inner, dict(decisions)) for number, (inner, decisions)
                               in self._proposals.items()},
-                "fallback": pickle.dumps(self._fallback)}
+                "fallback": random_states(self._fallback)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
         self._proposals = {int(number): (int(inner), dict(decisions)) for number, (inner, decisions)
                            in state["proposals"].items()}
-        self._fallback = pickle.loads(state["fallback"])
+        restore_random_states(self._fallback, state["fallback"])
 
 
 def study_controller(name: str, space: SearchSpace, seed: int = 0, *, storage: str | None = None,
@@ -91,7 +98,7 @@ def study_controller(name: str, space: SearchSpace, seed: int = 0, *, storage: s
     For ``tpe``, ``nsga2`` and ``random`` this is ``make_controller`` itself; ``rl`` and
     ``evolution`` propose through a :class:`ControllerSampler`.
     """
-    study = {"storage": storage, "study_name": study_name, "load_if_exists": load_if_exists}
+    study: dict[str, Any] = {"storage": storage, "study_name": study_name, "load_if_exists": load_if_exists}
     if name not in NATIVE:
         return make_controller(name, space, seed, **study, **options)  # type: ignore[return-value]
     for option in STUDY_OPTIONS:

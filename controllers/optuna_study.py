@@ -12,8 +12,9 @@ Any sampler can drive the study, including the RL and evolution controllers thro
 from __future__ import annotations
 
 import inspect
-import pickle
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from controllers.base import (
     ControllerError,
@@ -33,11 +34,68 @@ DIRECTIONS = ("maximize", "minimize")
 
 
 def _optuna() -> Any:
-    try:
+    try:  # heavy: optuna takes about a second to import; the RL and evolution controllers never need it
         import optuna
     except ImportError as error:  # pragma: no cover - optuna is a core dependency
         raise ControllerError("the Optuna controllers need optuna: pip install 'optuna>=4'") from error
     return optuna
+
+
+def random_states(sampler: Any) -> dict[str, Any]:
+    """The random states inside ``sampler`` (an Optuna sampler and the samplers it holds), as
+    plain data keyed by attribute path. Optuna samplers keep all their randomness in NumPy
+    ``RandomState`` objects (some behind a lazily seeded wrapper); the rest of their state is
+    derived from the study's trials, so a sampler rebuilt with the same class and seed and given
+    these states continues exactly. No pickle: the states are arrays and numbers."""
+    found: dict[str, Any] = {}
+    for path, holder, name, value in _random_slots(sampler):
+        if value is None:
+            found[path] = None
+        else:
+            kind, keys, position, has_gauss, gauss = value.get_state()
+            found[path] = [str(kind), np.asarray(keys, np.uint32).tolist(), int(position), int(has_gauss),
+                           float(gauss)]
+    return found
+
+
+def restore_random_states(sampler: Any, states: Mapping[str, Any]) -> None:
+    """Put :func:`random_states` back into a sampler rebuilt with the same class and seed."""
+    slots = {path: (holder, name) for path, holder, name, _ in _random_slots(sampler)}
+    if set(slots) != set(states):
+        raise ControllerError(f"the saved sampler state has random states {sorted(states)}, "
+                              f"this sampler has {sorted(slots)}")
+    for path, state in states.items():
+        holder, name = slots[path]
+        if state is None:
+            setattr(holder, name, None)
+            continue
+        generator = np.random.RandomState()
+        kind, keys, position, has_gauss, gauss = state
+        generator.set_state((kind, np.asarray(keys, np.uint32), position, has_gauss, gauss))
+        setattr(holder, name, generator)
+
+
+def _random_slots(root: Any, depth_limit: int = 6) -> list[tuple[str, Any, str, Any]]:
+    """``(path, holder, attribute, RandomState or None)`` for every random state under ``root``;
+    a lazily seeded one that has not drawn yet shows as None."""
+    slots: list[tuple[str, Any, str, Any]] = []
+    seen: set[int] = set()
+    pending: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while pending:  # bounded: each object once, at most depth_limit deep
+        holder, prefix, depth = pending.pop()
+        attributes = getattr(holder, "__dict__", None)
+        if id(holder) in seen or attributes is None or depth > depth_limit:
+            continue
+        seen.add(id(holder))
+        for name, value in sorted(attributes.items()):
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, np.random.RandomState):
+                slots.append((path, holder, name, value))
+            elif value is None and type(holder).__name__ == "LazyRandomState" and name == "_rng":
+                slots.append((path, holder, name, None))
+            elif type(value).__module__.startswith("optuna"):
+                pending.append((value, path, depth + 1))
+    return sorted(slots, key=lambda slot: slot[0])
 
 
 def distributions(space: SearchSpace) -> dict[str, Any]:
@@ -114,7 +172,7 @@ class OptunaController:
         in-memory study, its trials (a persistent storage keeps those itself)."""
         sampler = self.study.sampler
         saved_sampler = (("state", sampler.state_dict()) if hasattr(sampler, "state_dict")
-                         else ("pickle", pickle.dumps(sampler)))
+                         else ("random_states", random_states(sampler)))
         in_memory = self._in_memory()
         trials = self.study.get_trials(deepcopy=in_memory)  # a persistent storage keeps its own trials
         return {"format": FORMAT, **self._config(), "sampler": saved_sampler,
@@ -137,8 +195,10 @@ class OptunaController:
         kind, saved = state["sampler"]
         if kind == "state":
             self.study.sampler.load_state_dict(saved)
+        elif kind == "random_states":
+            restore_random_states(self.study.sampler, saved)
         else:
-            self.study.sampler = pickle.loads(saved)
+            raise ControllerError(f"controller {self.name!r}: unknown sampler state kind {kind!r}")
         by_number = {trial.number: trial for trial in trials}
         self._pending = {}
         self._settled_elsewhere = []

@@ -57,10 +57,11 @@ def _functions() -> dict[str, Any]:
     (weights are arguments, so controllers of the same shape reuse one graph)."""
     if _COMPILED:
         return _COMPILED
+    # heavy: MindSpore takes seconds to import; only the RL controller needs it, so the others stay light
     import mindspore as ms
     from mindspore import ops
 
-    def lstm_cell(projected_input, h, c, w_hidden):
+    def lstm_cell(projected_input: Any, h: Any, c: Any, w_hidden: Any) -> tuple[Any, Any]:
         """One LSTM step; ``projected_input`` is x @ w_input + bias."""
         gates = projected_input + ops.matmul(h, w_hidden)
         hidden = w_hidden.shape[0]
@@ -69,13 +70,15 @@ def _functions() -> dict[str, Any]:
         h = gated[:, 3 * hidden:] * ops.tanh(c)
         return h, c
 
-    def policy_step(tokens, h, c, embedding, w_input, w_hidden, bias, w_output, b_output):
+    def policy_step(tokens: Any, h: Any, c: Any, embedding: Any, w_input: Any, w_hidden: Any, bias: Any,
+                    w_output: Any, b_output: Any) -> tuple[Any, Any, Any]:
         projected = ops.matmul(ops.gather(embedding, tokens, 0), w_input) + bias
         h, c = lstm_cell(projected, h, c, w_hidden)
         return h, c, ops.matmul(h, w_output) + b_output
 
-    def ppo_loss(embedding, w_input, w_hidden, bias, w_output, b_output, previous, taken, mask, old_log_probs,
-                 advantages, clip, entropy_weight):
+    def ppo_loss(embedding: Any, w_input: Any, w_hidden: Any, bias: Any, w_output: Any, b_output: Any,
+                 previous: Any, taken: Any, mask: Any, old_log_probs: Any, advantages: Any, clip: Any,
+                 entropy_weight: Any) -> tuple[Any, ...]:
         # teacher forcing: every step's input (the previous token) is known, so the input
         # projections and the output heads are one matmul each over all steps
         steps, batch = previous.shape
@@ -97,11 +100,12 @@ def _functions() -> dict[str, Any]:
 
     gradients = ms.value_and_grad(ppo_loss, grad_position=(0, 1, 2, 3, 4, 5), has_aux=True)
 
-    def ppo_epoch(embedding, w_input, w_hidden, bias, w_output, b_output,
-                  m_embedding, m_input, m_hidden, m_bias, m_output, m_b_output,
-                  v_embedding, v_input, v_hidden, v_bias, v_output, v_b_output,
-                  step, previous, taken, mask, old_log_probs, advantages, clip, entropy_weight,
-                  learning_rate, beta1, beta2, epsilon):
+    def ppo_epoch(embedding: Any, w_input: Any, w_hidden: Any, bias: Any, w_output: Any, b_output: Any,
+                  m_embedding: Any, m_input: Any, m_hidden: Any, m_bias: Any, m_output: Any, m_b_output: Any,
+                  v_embedding: Any, v_input: Any, v_hidden: Any, v_bias: Any, v_output: Any, v_b_output: Any,
+                  step: Any, previous: Any, taken: Any, mask: Any, old_log_probs: Any, advantages: Any, clip: Any,
+                  entropy_weight: Any, learning_rate: Any, beta1: Any, beta2: Any,
+                  epsilon: Any) -> tuple[Any, ...]:
         """One Adam step on the PPO loss: the loss, the entropy, then the new weights, first
         moments, second moments and step count (the order of the arguments)."""
         weights = (embedding, w_input, w_hidden, bias, w_output, b_output)
@@ -134,7 +138,7 @@ class RLController(AskedTrials):
     """
 
     name = "rl"
-    directions = ("maximize",)
+    directions: tuple[str, ...] = ("maximize",)
 
     def __init__(self, space: SearchSpace, seed: int = 0, *, batch_size: int = 20, epochs: int = 4,
                  learning_rate: float = 0.02, clip: float = 0.2, entropy_weight: float = 0.05,
@@ -144,12 +148,13 @@ class RLController(AskedTrials):
         self._check_options(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, clip=clip,
                             entropy_weight=entropy_weight, baseline_decay=baseline_decay, hidden_size=hidden_size,
                             embedding_size=embedding_size, init_scale=init_scale, failure_reward=failure_reward)
-        import mindspore as ms
+        import mindspore as ms  # heavy: see _functions
         from mindspore import Tensor
 
         self.space = space
         self.seed = seed
-        self.options = {"batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate, "clip": clip,
+        self.options: dict[str, Any] = {
+                        "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate, "clip": clip,
                         "entropy_weight": entropy_weight, "baseline_decay": baseline_decay,
                         "hidden_size": hidden_size, "embedding_size": embedding_size, "init_scale": init_scale,
                         "normalize_advantages": bool(normalize_advantages), "failure_reward": failure_reward}
@@ -223,7 +228,7 @@ class RLController(AskedTrials):
             tokens = (offset + picked + 1).astype(np.int32)
         self._drawn = [(choices[:, column].tolist(), log_probs[:, column].tolist()) for column in range(batch)]
 
-    def probabilities(self, decisions: Mapping[str, Any] | None = None) -> list[np.ndarray]:
+    def probabilities(self, decisions: Mapping[str, Any] | None = None) -> list[np.ndarray[Any, Any]]:
         """The policy's probabilities for every decision, along ``decisions`` (default: the
         policy's most likely path). For inspection and tests; draws nothing."""
         ms = self._ms

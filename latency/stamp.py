@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import os
 import platform
 import re
@@ -69,8 +70,6 @@ def available_cores() -> int:
 def mindspore_version() -> str:
     """The installed MindSpore version, read without importing MindSpore: its ``version.py``,
     else the package metadata of any of its distributions (mindspore, mindspore-gpu, ...)."""
-    import importlib.util
-
     found = importlib.util.find_spec("mindspore")
     if found is not None and found.submodule_search_locations:
         for folder in found.submodule_search_locations:

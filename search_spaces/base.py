@@ -131,6 +131,12 @@ class SearchSpace(Protocol):
     def center(self) -> dict[str, Any]:
         """The point that reproduces the space's reference network."""
 
+    def indices(self, decisions: Mapping[str, Any]) -> list[int]:
+        """The choice index of every decision, in decision order."""
+
+    def config(self) -> dict[str, Any]:
+        """``{"name": ..., **options}``: what ``space_from_config`` rebuilds the space from."""
+
 
 def as_generator(rng: Any) -> Any:
     """Accept a numpy Generator, a ``random.Random`` or an integer seed."""
@@ -237,6 +243,12 @@ class FactorizedSpace:
         """``reference`` with these blocks, named after the space and the architecture id."""
         spec = reference.replace(blocks=tuple(blocks))
         return spec.replace(name=f"{self._name}-{spec.arch_id}")
+
+    def decode(self, decisions: Mapping[str, Any]) -> ArchSpec:
+        raise NotImplementedError  # each space decodes its own decisions
+
+    def encode(self, spec: ArchSpec) -> dict[str, Any]:
+        raise NotImplementedError  # each space encodes into its own decisions
 
     def canonical(self, decisions: Mapping[str, Any]) -> dict[str, Any]:
         """The canonical point that decodes to the same spec as ``decisions``."""

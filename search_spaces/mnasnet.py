@@ -137,7 +137,7 @@ class MnasNetSpace(FactorizedSpace):
                 head=dataclasses.replace(reference.head, act=settings.activation))
         self.reference = reference
         self._kernels = kernel_choices("kernels", settings.kernels, allow_mixed=False)
-        op_choices = [op for op in ("conv", "dwsep") if op in settings.ops]
+        op_choices: list[str] = [op for op in ("conv", "dwsep") if op in settings.ops]
         if "mbconv" in settings.ops:
             op_choices += [_op_name(ratio) for ratio in settings.expansions]
         self._expansion_of = {_op_name(ratio): ratio for ratio in settings.expansions}

@@ -40,7 +40,7 @@ from search_spaces.base import (
     relative_widths,
 )
 
-SE_CONVENTION = {"base": "expand", "gate": "hsigmoid", "divisor": 8, "act": "relu"}
+SE_CONVENTION: dict[str, Any] = {"base": "expand", "gate": "hsigmoid", "divisor": 8, "act": "relu"}
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def load_mindcv(model: str, ckpt: str | Path) -> tuple[ArchSpec, Any]:
     """The spec of MindCV's ``model`` (classes read from the checkpoint's classifier) and our
     network holding the checkpoint's weights."""
     mindcv_reference(model)  # unknown names fail before any file is read
+    optional_import("mindcv")  # and so does a missing MindCV
     params = read_checkpoint(ckpt)
     classifier = [value for name, value in params.items() if name.startswith("classifier") and name.endswith("bias")]
     num_classes = int(classifier[-1].shape[0]) if classifier else 1000

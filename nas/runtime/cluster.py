@@ -77,9 +77,9 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"runtime_env": worker_environment(), "log_to_driver": False}
-    if not address:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=True, logging_level="ERROR",
-                 **options)
+    if not address:  # "local": a Ray of our own, even where another local one runs (a second campaign)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=True,
+                 logging_level="ERROR", **options)
         return True
     check_reachable(address)
     send_token_if_available()

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -135,7 +135,7 @@ class ArchSpec:
 
     def to_yaml(self) -> str:
         """Canonical YAML text; ``ArchSpec.from_yaml(spec.to_yaml()) == spec``."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100))
 
     @classmethod
     def from_yaml(cls, text_or_path: str | Path) -> "ArchSpec":
@@ -304,7 +304,10 @@ def _as_kernel(value: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], path: str) -> Any:
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], data: dict[str, Any], path: str) -> _T:
     try:
         return cls(**data)
     except SpecError as error:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from nas.spec.errors import SpecError
 from nas.spec.parts import BlockSpec, SESpec
@@ -79,11 +79,11 @@ def _stride(match: re.Match[str], token: str) -> int:
     return int(first)
 
 
-def _tokenize(text: str) -> dict[str, object]:
+def _tokenize(text: str) -> dict[str, Any]:
     """Split one block string into named fields; unknown and duplicated tokens are errors."""
     if not isinstance(text, str) or not text.strip():
         raise SpecError("block string", text, "must be a non-empty string")
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     for token in text.strip().split("_"):
         for name, pattern, convert in _TOKENS:
             match = pattern.fullmatch(token)
@@ -107,8 +107,8 @@ def decode_block(text: str, in_channels: int) -> BlockSpec:
         raise SpecError("block string", text,
                         f"input width i{fields['in']} does not follow the previous width {in_channels}")
     kind = str(fields.get("kind", "mbconv"))
-    repeats = int(fields["repeats"])  # type: ignore[arg-type]
-    out = int(fields["out"])  # type: ignore[arg-type]
+    repeats = int(fields["repeats"])
+    out = int(fields["out"])
     expand: tuple[int, ...] | None = None
     if kind == "mbconv":
         expand = _expansion_widths(fields, text, in_channels, out, repeats)
@@ -122,27 +122,27 @@ def decode_block(text: str, in_channels: int) -> BlockSpec:
                 raise SpecError("block string", text, "SE options given with se0")
         else:
             try:
-                se = SESpec(ratio=fields["se_ratio"], **se_options)  # type: ignore[arg-type]
+                se = SESpec(ratio=fields["se_ratio"], **se_options)
             except SpecError as error:
                 raise SpecError("block string", text, f"se {error.path} {error.reason}") from None
     elif se_options:
         raise SpecError("block string", text, "SE options given without an se ratio")
     try:
-        return BlockSpec(kind=kind, out=out, kernel=fields["kernel"], stride=fields["stride"],  # type: ignore[arg-type]
+        return BlockSpec(kind=kind, out=out, kernel=fields["kernel"], stride=fields["stride"],
                          repeats=repeats, expand=expand, se=se, act=str(fields.get("act", "relu")),
                          skip=str(fields.get("skip", "identity")),
-                         expand_groups=int(fields.get("expand_groups", 1)),  # type: ignore[arg-type]
-                         project_groups=int(fields.get("project_groups", 1)))  # type: ignore[arg-type]
+                         expand_groups=int(fields.get("expand_groups", 1)),
+                         project_groups=int(fields.get("project_groups", 1)))
     except SpecError as error:
         raise SpecError("block string", text, f"{error.path} {error.reason}") from None
 
 
-def _expansion_widths(fields: dict[str, object], text: str, in_channels: int, out: int,
+def _expansion_widths(fields: dict[str, Any], text: str, in_channels: int, out: int,
                       repeats: int) -> tuple[int, ...]:
     if ("ratio" in fields) == ("widths" in fields):
         raise SpecError("block string", text, "an mbconv block needs exactly one of e<ratio> or x<widths>")
     if "widths" in fields:
-        widths = tuple(fields["widths"])  # type: ignore[arg-type]
+        widths = tuple(fields["widths"])
         if len(widths) != repeats:
             raise SpecError("block string", text, f"x gives {len(widths)} widths for {repeats} layers")
         return widths

@@ -92,8 +92,6 @@ def _resize_digits(images: np.ndarray, resolution: int) -> np.ndarray:
 
 class _DigitsData(Data):
     def __init__(self, config: DataConfig) -> None:
-        from sklearn.model_selection import train_test_split
-
         digits = load_digits()
         images = _resize_digits(digits.images, config.resolution)
         images = (images - 0.5) / 0.5
@@ -226,8 +224,6 @@ class _FolderData(Data):
 
     def _pipeline(self, split: str, batch_size: int, *, shuffle: bool, shard: tuple[int, int] | None,
                   drop_remainder: bool) -> Any:
-        import mindspore.dataset as ds
-
         if split == "validation":
             assert self.official is not None
             dataset = self._source(self.official, shard=shard)

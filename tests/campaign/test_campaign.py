@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nas.campaign.config import config_from_dict, load_config
 from nas.campaign.driver import Campaign, Progress
+from nas.campaign.export import read_provenance
 from nas.campaign.rundir import RunDir
 from nas.campaign.study import HEARTBEAT_STALE_S, CampaignError
-from nas.campaign.config import config_from_dict, load_config
-from nas.campaign.export import read_provenance
 from nas.spec import ArchSpec
 from nas.spec.profile import profile
 from tests.support.campaign import complete, stored_trials, tiny_config, write_config

@@ -1,4 +1,4 @@
-"""The MnasNet and TuNAS rewards, checked against their formulas (REFERENCE.md section 1)."""
+"""The MnasNet and TuNAS rewards, checked against their published formulas (MnasNet eq. 2, TuNAS eq. 1 and 2)."""
 from __future__ import annotations
 
 import math

@@ -9,22 +9,14 @@ from nas.models.builder import build_network
 from nas.models.checkpoint import CheckpointError, load_weights
 from nas.models.mindcv import import_mindcv, mindcv_reference, spec_from_mindcv
 from nas.spec import ArchSpec
+from tests.support.weights import random_values
 
 
 def _randomise(net, seed: int) -> None:
     """Random weights and BN statistics, so that equal logits mean equal functions."""
-    rng = np.random.RandomState(seed)
+    values = random_values(net, seed)
     for name, param in net.parameters_and_names():
-        shape = param.shape
-        if name.endswith("moving_variance"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif name.endswith(("moving_mean", "beta", "bias")):
-            value = rng.uniform(-0.3, 0.3, shape)
-        elif name.endswith("gamma"):
-            value = rng.uniform(0.7, 1.3, shape)
-        else:
-            value = param.asnumpy()
-        param.set_data(ms.Tensor(value.astype(np.float32)))
+        param.set_data(ms.Tensor(values[name]))
 
 
 @pytest.mark.slow

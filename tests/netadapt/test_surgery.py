@@ -16,6 +16,7 @@ from netadapt.proposals import Target, TargetOptions, targets, valid_widths, wid
 from netadapt.surgery import cell_sizes, keep_indices, select_channels, shrink_weights
 from netadapt.worker import shrink_network
 from search_spaces import references
+from tests.support.weights import random_values
 
 REFERENCES = ["mobilenet_v3_small", "mobilenet_v3_large", "mnasnet_a1", "mixnet_s"]
 
@@ -33,20 +34,7 @@ def _small(name: str) -> ArchSpec:
 
 def _random_params(spec: ArchSpec, seed: int) -> dict[str, np.ndarray]:
     """Random weights and BN statistics, so that equal outputs mean equal functions."""
-    rng = np.random.RandomState(seed)
-    params = {}
-    for name, param in build_network(spec, seed=seed).parameters_and_names():
-        shape = param.shape
-        if name.endswith("moving_variance"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif name.endswith(("moving_mean", "beta", "bias")):
-            value = rng.uniform(-0.3, 0.3, shape)
-        elif name.endswith("gamma"):
-            value = rng.uniform(0.7, 1.3, shape)
-        else:  # the builder's He-normal initialisation keeps activations near 1
-            value = param.asnumpy()
-        params[name] = value.astype(np.float32)
-    return params
+    return random_values(build_network(spec, seed=seed), seed)
 
 
 def _net(spec: ArchSpec, params: dict[str, np.ndarray]):

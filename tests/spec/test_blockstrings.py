@@ -10,7 +10,7 @@ from nas.spec.layers import plan_layers
 from search_spaces import references
 from tests.support.specs import arch_specs
 
-# Official strings, as printed in REFERENCE.md (tensorflow/tpu mnasnet_models.py, MixNet paper code).
+# Official strings, from tensorflow/tpu mnasnet_models.py and the MixNet paper code.
 A1 = ["r1_k3_s11_e1_i32_o16_noskip", "r2_k3_s22_e6_i16_o24", "r3_k5_s22_e3_i24_o40_se0.25",
       "r4_k3_s22_e6_i40_o80", "r2_k3_s11_e6_i80_o112_se0.25", "r3_k5_s22_e6_i112_o160_se0.25",
       "r1_k3_s11_e6_i160_o320"]

@@ -83,6 +83,7 @@ def test_per_layer_table_is_consistent() -> None:
 
 
 def test_profile_does_not_import_mindspore() -> None:
-    code = ("import sys, nas.spec.profile, nas.spec, search_spaces.references as r; nas.spec.profile.profile(r.get('mixnet_s'));"
+    code = ("import sys, nas.spec.profile, nas.spec, search_spaces.references as r;"
+            "nas.spec.profile.profile(r.get('mixnet_s'));"
             "assert 'mindspore' not in sys.modules, 'mindspore was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
