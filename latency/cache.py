@@ -15,13 +15,15 @@ from typing import Iterator, Sequence
 
 from latency.errors import CacheCorruptError
 from latency.pieces import Piece
+from latency.protocol import pool
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
 from nas.spec.arch import ArchSpec
 
-SCHEMA_VERSION = 1
-_COLUMNS = ("arch_id", "stamp_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "repeats", "cv", "stamp",
-            "spec_name", "measured_at")
+SCHEMA_VERSION = 2
+_V1_COLUMNS = ("arch_id", "stamp_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "repeats", "cv", "stamp",
+               "spec_name", "measured_at")
+_COLUMNS = ("arch_id", "stamp_key", "result", "spec_name", "measured_at", "count")
 
 
 def cache_dir() -> Path:
@@ -34,10 +36,16 @@ def default_cache_path() -> Path:
 
 
 class LatencyCache:
-    """Measured results by (arch_id, stamp). Safe to share between processes on one host."""
+    """Measured results by (arch_id, stamp). Safe to share between processes on one host.
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    A repeated measurement is *pooled* with the stored one (:func:`latency.protocol.pool`): the
+    samples accumulate and the interval narrows; ``count`` says how many measurements a row holds.
+    Rows of the version-1 layout (one median per row) are still read, never rewritten.
+    """
+
+    def __init__(self, path: str | Path | None = None, tolerance: float = 0.02) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
+        self.tolerance = tolerance
         if self.path.exists() and not self.path.is_file():
             raise CacheCorruptError(f"latency cache {self.path} is not a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,22 +55,24 @@ class LatencyCache:
         try:
             connection = sqlite3.connect(str(self.path), timeout=60.0)
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "measurements" not in tables:
-                if tables - {"meta"}:
-                    raise CacheCorruptError(f"latency cache {self.path} is a database of something else "
-                                            f"(tables {sorted(tables)}); refusing to touch it")
+            if tables - {"meta", "measurements", "results"}:
+                raise CacheCorruptError(f"latency cache {self.path} is a database of something else "
+                                        f"(tables {sorted(tables)}); refusing to touch it")
+            for table, expected in (("measurements", _V1_COLUMNS), ("results", _COLUMNS)):
+                if table in tables:
+                    columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+                    if tuple(columns) != expected:
+                        raise CacheCorruptError(f"latency cache {self.path} has an unknown layout "
+                                                f"(table {table}, columns {columns})")
+            self._v1 = "measurements" in tables
+            if "results" not in tables:
                 with connection:
                     connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-                    connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                    connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                     connection.execute(
-                        "CREATE TABLE IF NOT EXISTS measurements (arch_id TEXT NOT NULL, stamp_key TEXT NOT NULL, "
-                        "median_ms REAL NOT NULL, p10_ms REAL NOT NULL, p90_ms REAL NOT NULL, iqr_ms REAL NOT NULL, "
-                        "repeats INTEGER NOT NULL, cv REAL NOT NULL, stamp TEXT NOT NULL, spec_name TEXT, "
-                        "measured_at REAL NOT NULL, PRIMARY KEY (arch_id, stamp_key))")
-            else:
-                columns = [row[1] for row in connection.execute("PRAGMA table_info(measurements)")]
-                if tuple(columns) != _COLUMNS:
-                    raise CacheCorruptError(f"latency cache {self.path} has an unknown layout (columns {columns})")
+                        "CREATE TABLE IF NOT EXISTS results (arch_id TEXT NOT NULL, stamp_key TEXT NOT NULL, "
+                        "result TEXT NOT NULL, spec_name TEXT, measured_at REAL NOT NULL, count INTEGER NOT NULL, "
+                        "PRIMARY KEY (arch_id, stamp_key))")
             return connection
         except sqlite3.DatabaseError as error:
             raise CacheCorruptError(f"latency cache {self.path} is unreadable ({error}); it was left untouched, "
@@ -78,10 +88,11 @@ class LatencyCache:
         self.close()
 
     def __getstate__(self) -> dict:  # a cache travels (e.g. to a Ray worker) as its path
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "tolerance": self.tolerance}
 
     def __setstate__(self, state: dict) -> None:
         self.path = Path(state["path"])
+        self.tolerance = float(state.get("tolerance", 0.02))
         self._connection = self._open()
 
     def _execute(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
@@ -94,36 +105,54 @@ class LatencyCache:
 
     def get(self, arch_id: str, stamp: DeviceStamp) -> LatencyResult | None:
         """The cached result for ``arch_id`` under exactly ``stamp``, or None."""
-        rows = self._execute("SELECT median_ms, p10_ms, p90_ms, iqr_ms, repeats, cv, stamp FROM measurements "
-                             "WHERE arch_id = ? AND stamp_key = ?", (arch_id, stamp.key))
-        if not rows:
-            return None
-        median, p10, p90, iqr, repeats, cv, stamp_json = rows[0]
+        rows = self._execute("SELECT result FROM results WHERE arch_id = ? AND stamp_key = ?", (arch_id, stamp.key))
         try:
-            stored = DeviceStamp.from_dict(json.loads(stamp_json))
-            return LatencyResult(median_ms=median, p10_ms=p10, p90_ms=p90, iqr_ms=iqr, repeats=repeats, cv=cv,
-                                 stamp=stored)
-        except (ValueError, TypeError) as error:
+            if rows:
+                return LatencyResult.from_dict(json.loads(rows[0][0]))
+            if self._v1:
+                old = self._execute("SELECT median_ms, p10_ms, p90_ms, iqr_ms, repeats, cv, stamp FROM measurements "
+                                    "WHERE arch_id = ? AND stamp_key = ?", (arch_id, stamp.key))
+                if old:
+                    median, p10, p90, iqr, repeats, cv, stamp_json = old[0]
+                    return LatencyResult(median_ms=median, p10_ms=p10, p90_ms=p90, iqr_ms=iqr, repeats=repeats,
+                                         cv=cv, stamp=DeviceStamp.from_dict(json.loads(stamp_json)))
+        except (ValueError, TypeError, KeyError) as error:
             raise CacheCorruptError(f"latency cache {self.path}: bad row for {arch_id}: {error}") from None
+        return None
 
-    def put(self, arch_id: str, result: LatencyResult, spec_name: str = "") -> None:
-        """Store (or replace) the result for ``arch_id`` under its stamp."""
-        self._execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (arch_id, result.stamp.key, result.median_ms, result.p10_ms, result.p90_ms, result.iqr_ms,
-                       result.repeats, result.cv, json.dumps(result.stamp.to_dict()), spec_name, time.time()))
+    def count(self, arch_id: str, stamp: DeviceStamp) -> int:
+        """How many measurements the row of ``arch_id`` under ``stamp`` pools (0: none)."""
+        rows = self._execute("SELECT count FROM results WHERE arch_id = ? AND stamp_key = ?", (arch_id, stamp.key))
+        return int(rows[0][0]) if rows else 0
+
+    def put(self, arch_id: str, result: LatencyResult, spec_name: str = "") -> LatencyResult:
+        """Pool ``result`` into the row of ``arch_id`` under its stamp; returns the pooled result."""
+        stored = self._execute("SELECT result, count FROM results WHERE arch_id = ? AND stamp_key = ?",
+                               (arch_id, result.stamp.key))
+        pooled, count = result, 1
+        if stored:
+            try:
+                previous = LatencyResult.from_dict(json.loads(stored[0][0]))
+            except (ValueError, TypeError, KeyError) as error:
+                raise CacheCorruptError(f"latency cache {self.path}: bad row for {arch_id}: {error}") from None
+            pooled, count = pool(previous, result, self.tolerance), int(stored[0][1]) + 1
+        self._execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                      (arch_id, result.stamp.key, json.dumps(pooled.to_dict()), spec_name, time.time(), count))
+        return pooled
 
     def __len__(self) -> int:
-        return int(self._execute("SELECT COUNT(*) FROM measurements")[0][0])
+        return int(self._execute("SELECT COUNT(*) FROM results")[0][0])
 
     def stamps(self) -> list[str]:
         """The distinct stamp keys in the cache."""
-        return [row[0] for row in self._execute("SELECT DISTINCT stamp_key FROM measurements ORDER BY stamp_key")]
+        return [row[0] for row in self._execute("SELECT DISTINCT stamp_key FROM results ORDER BY stamp_key")]
 
 
 class CachedBackend:
     """Wraps a backend: answers from the cache when it can, measures and stores otherwise.
 
-    ``remeasure=True`` always measures (and overwrites the cached figure).
+    A hit that is not ``precise`` is measured again and pooled with the stored samples, so its
+    interval narrows; ``remeasure=True`` always measures (and pools).
     """
 
     def __init__(self, backend, cache: LatencyCache, remeasure: bool = False) -> None:
@@ -159,7 +188,7 @@ class CachedBackend:
         todo: dict[str, list[int]] = {}
         for index, spec in enumerate(specs):
             hit = None if self.remeasure else self.cached(spec)
-            if hit is None:
+            if hit is None or not hit.precise:
                 todo.setdefault(spec.arch_id, []).append(index)
             else:
                 self.hits += 1
@@ -169,7 +198,7 @@ class CachedBackend:
         firsts = [indices[0] for indices in todo.values()]
         for position, result in self._measure([specs[index] for index in firsts]):
             spec = specs[firsts[position]]
-            self.cache.put(spec.arch_id, result, spec.name)
+            result = self.cache.put(spec.arch_id, result, spec.name)
             for index in todo[spec.arch_id]:
                 self.misses += 1
                 yield index, result

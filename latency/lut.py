@@ -285,11 +285,11 @@ class LatencyLUT:
             with self._connection:
                 self._connection.execute(
                     "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (piece.key, piece.kind, piece.base, *piece.coords, piece.se, result.median_ms, result.p10_ms,
+                    (piece.key, piece.kind, piece.base, *piece.coords, piece.se, result.estimate_ms, result.p10_ms,
                      result.p90_ms, result.iqr_ms, result.repeats, result.cv, time.time()))
         except sqlite3.DatabaseError as error:
             raise LUTCorruptError(f"look-up table {self.directory / ENTRIES} is unwritable ({error})") from None
-        self._remember(piece.key, piece.base, piece.coords, piece.se, float(result.median_ms))
+        self._remember(piece.key, piece.base, piece.coords, piece.se, float(result.estimate_ms))
 
     def set_calibration(self, calibration: Calibration | None, report: Mapping[str, Any] | None = None) -> None:
         """Save (or clear) the calibration and its additivity report in ``meta.json``."""
@@ -536,7 +536,7 @@ def measure_end_to_end(backend: Any, specs: Sequence[ArchSpec],
     iterate = getattr(backend, "measure_iter", None)
     outcomes = iterate(list(specs)) if iterate is not None else enumerate(backend.measure_many(list(specs)))
     for done, (index, result) in enumerate(outcomes, 1):
-        results[index] = result.median_ms
+        results[index] = result.estimate_ms
         if progress is not None:
             progress(done, len(specs), specs[index])
     return results

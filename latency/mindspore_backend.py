@@ -1,83 +1,115 @@
-"""Latency measured by running MindSpore networks on the local device, each measurement in an
-isolated worker process.
+"""Latency measured by running our networks on the local device, through the host's device server.
 
-Exclusive access: the worker holds :func:`nas.runtime.devicelock.device_lock` *exclusively* on the device
-for the warm-up and timing of every task (start-up and compiling run outside it). Training holds
-the same lock *shared* around every step, so a measurement never overlaps a training step or
-another measurement on the same device of the same host; a turnstile keeps a stream of trainings
-from starving it. The lock is an ``flock`` released by the kernel if the holder dies. Across a Ray cluster,
-:class:`latency.remote.RayLatencyBackend` adds a named device resource on top.
+Every measurement goes to :class:`latency.server.DeviceServer`: one long-lived process per
+(host, device, runtime, threads, batch, mode), started on demand and shared by every process on
+the host (:mod:`latency.worker` is that process). It times with the paired protocol by default
+(:mod:`latency.protocol`): the candidate interleaved with an anchor network, the estimate a
+ratio at the anchor's pooled scale, with a bootstrap interval and a precision flag.
 
-Isolation: the worker (``python -m latency.worker``) is a fresh interpreter in its own session.
-If it makes no progress for ``timeout_s`` (start-up counts against the first task), the whole
-process group is killed and :class:`MeasurementTimeout` is raised; if it dies,
-:class:`MeasurementCrash` is raised. Finished tasks are reported before either error.
+Runtimes: ``mindspore`` runs the MindSpore network itself (GRAPH mode); ``onnxruntime`` runs its
+ONNX export in ONNX Runtime (:class:`OnnxRuntimeBackend`), the way a CPU deployment would.
+
+Exclusive access: the server holds :func:`nas.runtime.devicelock.device_lock` *exclusively* on the
+device while it times (start-up, compiling and exporting stay outside it). Training holds the
+same lock *shared*, so a measurement never overlaps training on the same device of the same host.
+
+Isolation: a server that crashes fails only the measurement in flight (:class:`MeasurementCrash`);
+one that makes no progress within ``timeout_s`` is killed (:class:`MeasurementTimeout`). The next
+measurement starts a fresh server. Finished tasks are reported before either error.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from latency.anchors import AnchorStore
 from latency.errors import (
     DeviceUnavailableError,
-    MeasurementCrash,
     MeasurementError,
-    MeasurementTimeout,
-    StampMismatchError,
     UnbuildableSpecError,
 )
 from latency.pieces import Piece
+from latency.protocol import ProtocolSettings, paired_result
 from latency.result import LatencyResult, summarize
-from latency.stamp import MODES, DeviceStamp, available_cores, device_name, local_stamp, parse_device
+from latency.server import DeviceServer, ServerSettings
+from latency.stamp import (
+    MODES,
+    PROTOCOLS,
+    RUNTIMES,
+    DeviceStamp,
+    available_cores,
+    device_name,
+    local_stamp,
+    parse_device,
+)
 from nas.runtime.devicelock import DeviceBusyError
 from nas.spec.arch import ArchSpec
-from nas.spec.checks import check_choice, check_int, check_number
-from nas.spec.errors import SpecError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-POLL_S = 0.02
+from nas.spec.checks import check_bool, check_choice, check_int, check_number
+from nas.spec.errors import MissingDependencyError, SpecError
+from nas.spec.optional import install_hint
 
 
 class MindSporeBackend:
-    """Measure on the local ``device`` (``CPU``, ``GPU[:id]``, ``Ascend[:id]``) in GRAPH mode.
+    """Measure on the local ``device`` (``CPU``, ``GPU[:id]``, ``Ascend[:id]``).
 
-    ``resolution=None`` measures each spec at its own resolution. ``threads`` (CPU) sets
-    MindSpore's CPU kernel threads and ``OMP_NUM_THREADS``; default: the cores this process may
-    use. Each timed run is one forward call at ``batch``; the result is the median of the timed
-    runs (see :mod:`latency.worker` for the stopping rule).
+    ``resolution=None`` measures each spec at its own resolution. ``threads`` (CPU) sets the
+    runtime's threads and ``OMP_NUM_THREADS``; default: the cores this process may use.
+    ``protocol`` is ``paired`` (default) or ``plain``; ``tolerance`` is the relative half-width
+    of the ~95% interval to reach, ``max_seconds`` the time cap of one paired measurement.
+    ``runtime`` is ``mindspore`` or ``onnxruntime``. ``server=False`` starts a private server
+    per call and stops it after (the fresh-process design, for comparison).
     """
 
     def __init__(self, device: str = "CPU", *, batch: int = 1, resolution: int | None = None,
                  threads: int | None = None, mode: str = "GRAPH", warmup: int = 10, min_repeats: int = 10,
                  max_repeats: int = 100, tolerance: float = 0.02, timeout_s: float = 300.0,
-                 lock_timeout_s: float | None = 3600.0, python: str | None = None) -> None:
+                 lock_timeout_s: float | None = 3600.0, python: str | None = None, protocol: str = "paired",
+                 runtime: str = "mindspore", max_seconds: float = 30.0, block_calls: int | None = None,
+                 min_blocks: int = 8, server: bool = True, anchor_store: str | Path | None = None) -> None:
         self.target, self.device_id = parse_device(device)
         self.device = device_name(device)
         self.batch = check_int("batch", batch, 1)
         self.resolution = None if resolution is None else check_int("resolution", resolution, 8)
         self.threads = available_cores() if threads is None else check_int("threads", threads, 1)
         self.mode = check_choice("mode", mode, MODES)
-        self.warmup = check_int("warmup", warmup, 0)
-        self.min_repeats = check_int("min_repeats", min_repeats, 1)
-        self.max_repeats = check_int("max_repeats", max_repeats, self.min_repeats)
-        self.tolerance = check_number("tolerance", tolerance, 0.0, low_open=True)
+        self.runtime = check_choice("runtime", runtime, RUNTIMES)
+        if self.runtime == "onnxruntime" and self.target != "CPU":
+            raise DeviceUnavailableError(f"runtime 'onnxruntime' measures CPU targets; use runtime 'mindspore' "
+                                         f"for {self.device}")
+        if self.runtime == "onnxruntime":
+            _require_onnxruntime()
+        self.protocol = check_choice("protocol", protocol, PROTOCOLS)
+        self.settings = ProtocolSettings(
+            protocol=self.protocol, warmup=check_int("warmup", warmup, 0),
+            min_repeats=check_int("min_repeats", min_repeats, 1),
+            max_repeats=check_int("max_repeats", max_repeats, min_repeats if isinstance(min_repeats, int) else 1),
+            tolerance=check_number("tolerance", tolerance, 0.0, low_open=True),
+            block_calls=None if block_calls is None else check_int("block_calls", block_calls, 1),
+            min_blocks=check_int("min_blocks", min_blocks, 2),
+            max_seconds=check_number("max_seconds", max_seconds, 0.0, low_open=True))
+        self.warmup, self.min_repeats, self.max_repeats = warmup, min_repeats, max_repeats
+        self.tolerance = tolerance
         self.timeout_s = check_number("timeout_s", timeout_s, 0.0, low_open=True)
         self.lock_timeout_s = None if lock_timeout_s is None else check_number("lock_timeout_s", lock_timeout_s, 0.0,
                                                                                low_open=True)
-        self.python = python or sys.executable
-        self.launches = 0  # worker processes started (tests and benchmarks read it)
+        self.anchor_store = anchor_store
+        self.server = DeviceServer(ServerSettings(self.target, self.device_id, self.threads, self.batch, self.mode,
+                                                  self.runtime), python=python, timeout_s=self.timeout_s,
+                                   lock_timeout_s=self.lock_timeout_s, private=not check_bool("server", server))
 
     def __repr__(self) -> str:
-        return (f"MindSporeBackend(device={self.device!r}, batch={self.batch}, resolution={self.resolution}, "
-                f"threads={self.threads})")
+        return (f"{type(self).__name__}(device={self.device!r}, batch={self.batch}, resolution={self.resolution}, "
+                f"threads={self.threads}, runtime={self.runtime!r}, protocol={self.protocol!r})")
+
+    def __getstate__(self) -> dict[str, Any]:  # travels to a Ray worker as its settings
+        return dict(self.__dict__)
+
+    @property
+    def launches(self) -> int:
+        """Device servers this backend started (tests and benchmarks read it)."""
+        return self.server.launches
 
     # ----- the protocol ---------------------------------------------------------------------------
 
@@ -85,7 +117,8 @@ class MindSporeBackend:
         size = resolution or self.resolution or (spec.resolution if spec is not None else None)
         if size is None:
             raise ValueError("resolution: give a spec or a resolution (this backend has none fixed)")
-        return local_stamp(self.device, threads=self.threads, batch=self.batch, resolution=size, mode=self.mode)
+        return local_stamp(self.device, threads=self.threads, batch=self.batch, resolution=size, mode=self.mode,
+                           runtime=self.runtime, protocol=self.protocol)
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         return self.measure_many([spec])[0]
@@ -94,8 +127,8 @@ class MindSporeBackend:
         return [result for _, result in self.measure_iter(specs)]
 
     def measure_iter(self, specs: Sequence[ArchSpec]) -> Iterator[tuple[int, LatencyResult]]:
-        """Measure ``specs`` in one worker; yield ``(index, result)`` as each finishes, so that an
-        error on one spec keeps the results before it."""
+        """Measure ``specs`` through the server; yield ``(index, result)`` as each finishes, so
+        that an error on one spec keeps the results before it."""
         specs = list(specs)
         for index, spec in enumerate(specs):
             if not isinstance(spec, ArchSpec):
@@ -110,7 +143,7 @@ class MindSporeBackend:
             if "error" in record:
                 spec = specs[index]
                 raise self._task_error(record["error"], f"spec {spec.name!r} (arch_id {spec.arch_id})")
-            yield index, summarize(record["times_ms"], stamps[index])
+            yield index, self._result(record, stamps[index])
 
     def measure_pieces(self, pieces: Sequence[Piece], resolution: int) -> Iterator[tuple[Piece, LatencyResult]]:
         pieces = list(pieces)
@@ -118,14 +151,27 @@ class MindSporeBackend:
             return
         stamp = self.stamp(resolution=resolution)
         tasks = [{"id": index, "kind": piece.kind, "config": json.loads(piece.config),
-                  "input_shape": list(piece.input_shape)} for index, piece in enumerate(pieces)]
+                  "input_shape": list(piece.input_shape), "resolution": resolution}
+                 for index, piece in enumerate(pieces)]
         for record in self._run(tasks, stamp):
             piece = pieces[record["id"]]
             if "error" in record:
                 raise self._task_error(record["error"], f"piece {piece.describe()}")
-            yield piece, summarize(record["times_ms"], stamp)
+            yield piece, self._result(record, stamp)
 
-    # ----- the worker -----------------------------------------------------------------------------
+    def _result(self, record: dict[str, Any], stamp: DeviceStamp) -> LatencyResult:
+        if "ratios" not in record:
+            return summarize(record["times_ms"], stamp, self.settings.tolerance)
+        raw = summarize(record["times_ms"], stamp)
+        store = AnchorStore(self.anchor_store)
+        try:
+            store.add(stamp, record["anchor_blocks"])
+            scale = store.pooled(stamp)
+        finally:
+            store.close()
+        return paired_result(raw, record["ratios"], scale, self.settings.tolerance)
+
+    # ----- the server -----------------------------------------------------------------------------
 
     def _task_error(self, error: dict[str, Any], what: str) -> Exception:
         text = f"{what} on {self.device}: {error.get('class', 'Error')}: {error.get('message', '')}"
@@ -135,112 +181,33 @@ class MindSporeBackend:
             return UnbuildableSpecError(f"cannot build/compile {text}")
         return MeasurementError(f"measurement failed for {text}")
 
-    def _job(self, tasks: list[dict[str, Any]], results: Path) -> dict[str, Any]:
-        return {"device": self.target, "device_id": self.device_id, "threads": self.threads, "batch": self.batch,
-                "mode": self.mode, "warmup": self.warmup, "min_repeats": self.min_repeats,
-                "max_repeats": self.max_repeats, "tolerance": self.tolerance, "results": str(results),
-                "lock_device": self.device, "lock_timeout_s": self.lock_timeout_s, "tasks": tasks}
-
-    def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        env.setdefault("GLOG_v", "3")
-        if self.target == "CPU":
-            env["OMP_NUM_THREADS"] = str(self.threads)
-        return env
-
     def _run(self, tasks: list[dict[str, Any]], stamp: DeviceStamp) -> Iterator[dict[str, Any]]:
-        """Run ``tasks`` in one worker (which locks the device around each task's timing); yield each
-        task's record as it finishes."""
-        folder = Path(tempfile.mkdtemp(prefix="nas-latency-"))
-        results = folder / "results.jsonl"
-        results.touch()
-        job = folder / "job.json"
-        job.write_text(json.dumps(self._job(tasks, results)))
-        stderr = open(folder / "stderr.txt", "w+")
-        process = None
-        try:
-            try:
-                process = subprocess.Popen([self.python, "-m", "latency.worker", str(job)], cwd=str(folder),
-                                           env=self._environment(), stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-            except OSError as error:
-                raise MeasurementError(f"cannot start the latency worker with {self.python!r}: {error}") from None
-            self.launches += 1
-            yield from self._follow(process, results, stderr, {task["id"] for task in tasks}, stamp)
-            _stop(process, grace_s=10.0)  # all done: the worker exits by itself
-        finally:
-            if process is not None:
-                _stop(process, grace_s=0.0)
-            stderr.close()
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def _follow(self, process: subprocess.Popen, results: Path, stderr, pending: set[int],
-                stamp: DeviceStamp) -> Iterator[dict[str, Any]]:
-        deadline = time.monotonic() + self.timeout_s
-        offset = 0
-        with open(results) as handle:
-            while pending:
-                exited = process.poll() is not None  # read after this, so nothing written is missed
-                handle.seek(offset)
-                chunk = handle.read()
-                complete = chunk[:chunk.rfind("\n") + 1]
-                offset += len(complete)
-                for line in complete.splitlines():
-                    record = json.loads(line)
-                    event = record.get("event")
-                    if event == "device_error":
-                        raise DeviceUnavailableError(f"device {self.device} unusable: {record['class']}: "
-                                                     f"{record['message']}")
-                    if event == "waiting_for_device":  # lock_timeout_s, not timeout_s, bounds this wait
-                        wait = self.lock_timeout_s if self.lock_timeout_s is not None else float("inf")
-                        deadline = time.monotonic() + wait + self.timeout_s
-                        continue
-                    if event == "locked":
-                        deadline = time.monotonic() + self.timeout_s
-                        continue
-                    if event == "ready":
-                        if record["mindspore_version"] != stamp.mindspore_version:
-                            raise StampMismatchError(
-                                f"the worker runs MindSpore {record['mindspore_version']} but the stamp says "
-                                f"{stamp.mindspore_version}; is {self.python} the interpreter you meant?")
-                        continue
-                    pending.discard(record["id"])
-                    deadline = time.monotonic() + self.timeout_s
-                    yield record
-                if not pending:
-                    return
-                if exited:
-                    code = process.returncode
-                    how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                    raise MeasurementCrash(f"latency worker {how} with {len(pending)} task(s) unfinished; "
-                                           f"stderr: {_tail(stderr)}")
-                if time.monotonic() > deadline:
-                    _stop(process, grace_s=0.0)
-                    raise MeasurementTimeout(f"latency worker on {self.device} made no progress within "
-                                             f"{self.timeout_s:g} s and was killed ({len(pending)} task(s) unfinished)")
-                time.sleep(POLL_S)
+        """Run ``tasks`` on the server (which locks the device around each task's timing); yield
+        each task's record as it finishes."""
+        request = {"op": "measure", "tasks": tasks, "protocol": self.settings.to_dict(), "lock_device": self.device,
+                   "lock_timeout_s": self.lock_timeout_s}
+        pending = {task["id"] for task in tasks}
+        for record in self.server.request(request, expected_version=stamp.mindspore_version):
+            if record.get("event") == "error":
+                raise MeasurementError(f"the latency server refused the request: {record.get('message')}")
+            if record.get("event") == "done":
+                break
+            if "id" not in record:
+                raise MeasurementError(f"the latency server sent {str(record)[:300]}")
+            pending.discard(record["id"])
+            yield record
+        if pending:
+            raise MeasurementError(f"the latency server finished with {len(pending)} task(s) unanswered")
 
 
-def _tail(stderr, limit: int = 600) -> str:
-    stderr.flush()
-    stderr.seek(0)
-    lines = [line for line in stderr.read().splitlines() if line.strip() and "Cell.__del__" not in line]
-    text = " | ".join(lines)[-limit:]
-    return text or "(empty)"
+class OnnxRuntimeBackend(MindSporeBackend):
+    """Measure the ONNX export of each network in ONNX Runtime on the CPU (see the module
+    docstring); the stamp records ONNX Runtime's version, threads and execution provider."""
+
+    def __init__(self, device: str = "CPU", **options: Any) -> None:
+        super().__init__(device, **{**options, "runtime": "onnxruntime"})
 
 
-def _stop(process: subprocess.Popen, grace_s: float) -> None:
-    """Give the worker ``grace_s`` to exit, then kill its whole process group."""
-    if process.poll() is None and grace_s > 0:
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            process.kill()
-        process.wait()
+def _require_onnxruntime() -> None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise MissingDependencyError(install_hint("onnxruntime"))

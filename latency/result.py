@@ -12,7 +12,16 @@ from latency.stamp import DeviceStamp
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Median latency in milliseconds with its spread over ``repeats`` timed runs."""
+    """One latency figure: the estimate and its ~95% confidence interval, and the raw spread.
+
+    ``estimate_ms`` is the figure to use. Under the plain protocol it is the median of the timed
+    calls; under the paired protocol it is the median ratio of candidate to anchor blocks times
+    the anchor's pooled latency (:mod:`latency.protocol`). ``precise`` says whether the interval
+    came within the tolerance before the time cap; an imprecise figure is flagged, never silently
+    trusted. ``median_ms``, ``p10_ms``, ``p90_ms``, ``iqr_ms`` and ``cv`` describe the raw timed
+    calls of the candidate, in absolute milliseconds. ``samples`` are what the estimate is made of
+    (block ratios, or call times under the plain protocol): a cache pools them across measurements.
+    """
 
     median_ms: float
     p10_ms: float
@@ -21,20 +30,44 @@ class LatencyResult:
     repeats: int
     cv: float
     stamp: DeviceStamp
+    estimate_ms: float = -1.0  # -1: the raw median (results made before estimates existed)
+    ci_low_ms: float = 0.0
+    ci_high_ms: float = 0.0
+    precise: bool = False
+    blocks: int = 0
+    anchor_ms: float = 0.0  # the anchor's pooled latency (paired protocol)
+    samples: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv"):
+        if self.estimate_ms == -1.0:
+            object.__setattr__(self, "estimate_ms", self.median_ms)
+        for name in ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "estimate_ms", "ci_low_ms", "ci_high_ms",
+                     "anchor_ms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"result.{name}: must be a finite non-negative number (got {value!r})")
-        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise ValueError(f"result.repeats: must be a positive integer (got {self.repeats!r})")
+        for name in ("repeats", "blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "repeats" else 0):
+                raise ValueError(f"result.{name}: must be a {'positive' if name == 'repeats' else 'non-negative'} "
+                                 f"integer (got {value!r})")
+        if not isinstance(self.precise, bool):
+            raise ValueError(f"result.precise: must be true or false (got {self.precise!r})")
         if not isinstance(self.stamp, DeviceStamp):
             raise ValueError(f"result.stamp: must be a DeviceStamp (got {type(self.stamp).__name__})")
+        object.__setattr__(self, "samples", tuple(float(value) for value in self.samples))
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def half_width(self) -> float:
+        """The interval's larger half, relative to the estimate (0.02 = +-2%)."""
+        if self.estimate_ms <= 0:
+            return 0.0
+        return max(self.estimate_ms - self.ci_low_ms, self.ci_high_ms - self.estimate_ms) / self.estimate_ms
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["stamp"] = self.stamp.to_dict()
+        data["samples"] = list(self.samples) if samples else []
         return data
 
     @classmethod
@@ -43,16 +76,22 @@ class LatencyResult:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"result: unknown key {unknown[0]!r}; allowed: {sorted(names)}")
-        missing = sorted(names - set(data))
+        required = {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "repeats", "cv", "stamp"}
+        missing = sorted(required - set(data))
         if missing:
             raise ValueError(f"result: missing key {missing[0]!r}")
         fields = dict(data)
         fields["stamp"] = DeviceStamp.from_dict(fields["stamp"])
+        fields["samples"] = tuple(fields.get("samples") or ())
         return cls(**fields)
 
     def describe(self) -> str:
-        return (f"median {self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, "
-                f"IQR {self.iqr_ms:.3f}, cv {self.cv:.1%}, n={self.repeats})")
+        flag = "" if self.precise else ", IMPRECISE: the interval stayed wider than the tolerance"
+        how = (f"{self.blocks} paired blocks against an anchor of {self.anchor_ms:.3f} ms"
+               if self.stamp.protocol == "paired" else f"{self.repeats} timed calls")
+        return (f"{self.estimate_ms:.3f} ms (95% CI {self.ci_low_ms:.3f}-{self.ci_high_ms:.3f}, "
+                f"+-{self.half_width:.1%}; {how}; raw median {self.median_ms:.3f}, p10 {self.p10_ms:.3f}, "
+                f"p90 {self.p90_ms:.3f}, cv {self.cv:.1%}{flag})")
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -65,17 +104,24 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summarize(times_ms: Sequence[float], stamp: DeviceStamp) -> LatencyResult:
-    """The :class:`LatencyResult` of the timed runs ``times_ms``."""
+def summarize(times_ms: Sequence[float], stamp: DeviceStamp, tolerance: float | None = None) -> LatencyResult:
+    """The plain-protocol :class:`LatencyResult` of the timed calls ``times_ms``: the median,
+    with the order-statistics interval of the median (``precise`` when it lies within
+    ``tolerance``; without a tolerance, when an interval exists)."""
     ordered = sorted(float(t) for t in times_ms)
     if not ordered:
         raise ValueError("no timed runs to summarize")
     mean = statistics.fmean(ordered)
     cv = statistics.pstdev(ordered) / mean if mean > 0 else 0.0
-    return LatencyResult(median_ms=statistics.median(ordered), p10_ms=percentile(ordered, 0.1),
+    middle = statistics.median(ordered)
+    interval = median_interval(ordered)
+    low, high = interval if interval is not None else (ordered[0], ordered[-1])
+    precise = interval is not None and (tolerance is None or converged(ordered, tolerance))
+    return LatencyResult(median_ms=middle, p10_ms=percentile(ordered, 0.1),
                          p90_ms=percentile(ordered, 0.9),
                          iqr_ms=percentile(ordered, 0.75) - percentile(ordered, 0.25),
-                         repeats=len(ordered), cv=cv, stamp=stamp)
+                         repeats=len(ordered), cv=cv, stamp=stamp, estimate_ms=middle, ci_low_ms=low,
+                         ci_high_ms=high, precise=precise, blocks=0, samples=tuple(ordered[:2000]))
 
 
 def median_interval(times: Sequence[float], z: float = 1.96) -> tuple[float, float] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -22,6 +23,8 @@ from latency.errors import UnknownDeviceError
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 MODES = ("GRAPH", "PYNATIVE")
+RUNTIMES = ("mindspore", "onnxruntime")
+PROTOCOLS = ("paired", "plain")
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
@@ -122,6 +125,9 @@ class DeviceStamp:
     batch: int
     resolution: int
     mode: str = "GRAPH"
+    runtime: str = "mindspore"  # what runs the network: MindSpore itself, or ONNX Runtime on its export
+    runtime_version: str = ""  # ONNX Runtime's version and execution provider, for onnxruntime
+    protocol: str = "plain"  # plain: absolute medians; paired: ratios to an anchor network
 
     def __post_init__(self) -> None:
         if self.device not in DEVICE_TARGETS:
@@ -132,12 +138,21 @@ class DeviceStamp:
                 raise ValueError(f"stamp.{name}: must be a positive integer (got {value!r})")
         if self.mode not in MODES:
             raise ValueError(f"stamp.mode: must be one of {list(MODES)} (got {self.mode!r})")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"stamp.runtime: must be one of {list(RUNTIMES)} (got {self.runtime!r})")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"stamp.protocol: must be one of {list(PROTOCOLS)} (got {self.protocol!r})")
 
     @property
     def key(self) -> str:
         """A stable text key; equal keys mean comparable measurements."""
-        return (f"{self.device}|{self.device_model}|{self.cpu_model}|c{self.cores}|t{self.threads}"
-                f"|ms{self.mindspore_version}|b{self.batch}|r{self.resolution}|{self.mode}")
+        key = (f"{self.device}|{self.device_model}|{self.cpu_model}|c{self.cores}|t{self.threads}"
+               f"|ms{self.mindspore_version}|b{self.batch}|r{self.resolution}|{self.mode}")
+        if self.runtime != "mindspore":  # MindSpore + plain keeps the keys of caches and tables made before
+            key += f"|{self.runtime}{self.runtime_version}"
+        if self.protocol != "plain":
+            key += f"|{self.protocol}"
+        return key
 
     def with_resolution(self, resolution: int) -> "DeviceStamp":
         return dataclasses.replace(self, resolution=resolution)
@@ -151,7 +166,7 @@ class DeviceStamp:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"stamp: unknown key {unknown[0]!r}; allowed: {sorted(names)}")
-        missing = sorted(names - set(data) - {"mode"})
+        missing = sorted(names - set(data) - {"mode", "runtime", "runtime_version", "protocol"})
         if missing:
             raise ValueError(f"stamp: missing key {missing[0]!r}")
         return cls(**dict(data))
@@ -159,14 +174,28 @@ class DeviceStamp:
     def describe(self) -> str:
         """One human-readable line."""
         model = self.cpu_model if self.device == "CPU" else f"{self.device_model} (host {self.cpu_model})"
-        return (f"{self.device} {model}, {self.threads}/{self.cores} threads, MindSpore {self.mindspore_version}, "
-                f"batch {self.batch}, {self.resolution} px, {self.mode}")
+        runtime = (f"MindSpore {self.mindspore_version}, {self.mode}" if self.runtime == "mindspore"
+                   else f"ONNX Runtime {self.runtime_version} (export by MindSpore {self.mindspore_version})")
+        return (f"{self.device} {model}, {self.threads}/{self.cores} threads, {runtime}, batch {self.batch}, "
+                f"{self.resolution} px, {self.protocol} protocol")
 
 
-def local_stamp(device: str, *, threads: int, batch: int, resolution: int, mode: str = "GRAPH") -> DeviceStamp:
+def local_stamp(device: str, *, threads: int, batch: int, resolution: int, mode: str = "GRAPH",
+                runtime: str = "mindspore", protocol: str = "plain") -> DeviceStamp:
     """The stamp of this host for ``device``."""
     target, index = parse_device(device)
     model = cpu_model() if target == "CPU" else accelerator_model(target, index)
+    version = onnxruntime_version() if runtime == "onnxruntime" else ""
     return DeviceStamp(device=target, device_model=model, cpu_model=cpu_model(), cores=available_cores(),
                        threads=threads, mindspore_version=mindspore_version(), batch=batch,
-                       resolution=resolution, mode=mode)
+                       resolution=resolution, mode=mode, runtime=runtime, runtime_version=version, protocol=protocol)
+
+
+@functools.lru_cache(maxsize=None)
+def onnxruntime_version() -> str:
+    """ONNX Runtime's version and the execution provider used (``1.32.0/CPUExecutionProvider``),
+    read from the package metadata without importing it; empty when it is not installed."""
+    try:
+        return f"{importlib.metadata.version('onnxruntime')}/CPUExecutionProvider"
+    except importlib.metadata.PackageNotFoundError:
+        return ""

@@ -1,16 +1,18 @@
-"""The isolated measurement worker: ``python -m latency.worker JOB.json``.
+"""The device server process: ``python -m latency.worker --serve NAME SETTINGS_JSON``.
 
-:class:`latency.mindspore_backend.MindSporeBackend` starts one of these per measurement (or per
-batch of look-up-table pieces), so that a crash, a hang or a leak in MindSpore can never take
-down the caller. The job names the device, the timing protocol and a list of tasks; the worker
-appends one JSON line per finished task to the job's results file (flushed at once), so the
-caller keeps every finished measurement even if the worker later dies.
+One long-lived process per (host, device, runtime, threads, batch, mode), started on demand by
+:class:`latency.server.DeviceServer` and reused by every measurement on that host: a campaign's
+workers, a NetAdapt run, a look-up-table build, one CLI call. It listens on an abstract Unix
+socket, serves one request at a time, and exits after ``idle_s`` without requests, after
+``max_tasks`` tasks or above ``max_rss_mb`` of memory (the next request starts a fresh one).
+Compiled networks are kept in a small LRU (the anchor always), the rest freed, so memory stays
+bounded. A crash or a hang costs only the measurement in flight: the client kills the process
+and the next request starts another.
 
-Timing protocol, per task: build the cell, compile it (the first call in GRAPH mode), then, holding
-the device lock exclusively, run ``warmup`` untimed calls and timed calls until the median's ~95%
-confidence interval is within ``tolerance`` of it (after at least ``min_repeats``) or
-``max_repeats`` is reached. Start-up and compiling stay outside the lock: they time nothing, and
-training on the same device (which holds the lock shared, step by step) need not wait for them.
+Per task: build the cell, compile it (and, for ONNX Runtime, export it and load the session)
+outside the device lock, then hold the lock *exclusively* while timing it with the request's
+protocol (:mod:`latency.protocol`). Records are JSON lines written to the socket as each task
+finishes, so the client keeps every finished measurement if the server later dies.
 """
 from __future__ import annotations
 
@@ -18,36 +20,35 @@ import functools
 import gc
 import json
 import os
+import shutil
+import socket
 import sys
-import threading
+import tempfile
 import time
 import traceback
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from latency.result import converged
+from latency.protocol import ANCHOR, ProtocolSettings, time_paired, time_plain
 from nas.models.blocks import ConvBnAct, Layer, make_activation
 from nas.models.builder import build_network
+from nas.models.onnx import OnnxExportError, export_onnx
 from nas.runtime.devicelock import DeviceBusyError, device_lock
 from nas.spec.arch import ArchSpec
 from nas.spec.layers import LayerPlan
+from search_spaces import references
 
 EXIT_DEVICE = 3
 EXIT_BAD_JOB = 2
-EXIT_ORPHANED = 4
-
-
-def _emit(handle, record: dict[str, Any]) -> None:
-    handle.write(json.dumps(record) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
+ANCHOR_HISTORY = 2000  # anchor block medians kept per resolution
 
 
 def _setup_device(job: dict[str, Any]) -> str:
-
     target, device_id = job["device"], job.get("device_id")
     if target != "CPU":
         module = {"GPU": "gpu", "Ascend": "ascend"}[target]
@@ -136,104 +137,224 @@ def build_task_cell(task: dict[str, Any], batch: int):
     return cell, ms.Tensor(data)
 
 
-def time_cell(call: Callable[[], Any], sync: Callable[[], None] | None, job: dict[str, Any]) -> list[float]:
-    """Warm up, then time ``call`` until converged or ``max_repeats``; milliseconds per call."""
-    for _ in range(int(job["warmup"])):
-        call()
-    if sync is not None:
-        sync()
-    times: list[float] = []
-    minimum, maximum, tolerance = int(job["min_repeats"]), int(job["max_repeats"]), float(job["tolerance"])
-    clock = time.perf_counter
-    while len(times) < maximum:
-        start = clock()
-        call()
-        if sync is not None:
-            sync()
-        times.append((clock() - start) * 1e3)
-        if len(times) >= minimum and converged(times, tolerance):
-            break
-    return times
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
-def run_task(task: dict[str, Any], job: dict[str, Any],
-             emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Measure one task; the record to write (times, or a classified error). ``emit`` reports
-    progress events (waiting for the device, holding it)."""
-    started = time.perf_counter()
-    try:
-        cell, inputs = build_task_cell(task, int(job["batch"]))
-        sync = None if job["device"] == "CPU" else ms.runtime.synchronize
-        cell(inputs)  # compiles in GRAPH mode
-        if sync is not None:
-            sync()
-    except Exception as error:  # noqa: BLE001 - reported to the caller, by class, with the message
-        return {"id": task["id"], "error": {"type": "unbuildable", "class": type(error).__name__,
-                                            "message": " ".join(str(error).split())[:2000]}}
-    compile_s = time.perf_counter() - started
-    try:
-        if emit is not None:
+def _anchor_task(resolution: int) -> dict[str, Any]:
+    spec = references.get(ANCHOR).replace(resolution=resolution, name=f"anchor_{ANCHOR}")
+    return {"id": "anchor", "kind": "network", "spec": spec.to_dict(), "resolution": resolution}
+
+
+class Prepared:
+    """A compiled task, ready to call: MindSpore's cell, or an ONNX Runtime session of its export."""
+
+    def __init__(self, task: dict[str, Any], settings: dict[str, Any], scratch: Path) -> None:
+        cell, inputs = build_task_cell(task, int(settings["batch"]))
+        self.sync = None if settings["device"] == "CPU" else ms.runtime.synchronize
+        if settings["runtime"] == "onnxruntime":
+            import onnxruntime as ort  # heavy and optional: only an onnxruntime server loads it
+
+            path = export_onnx(cell, inputs, scratch / f"task_{abs(hash(json.dumps(task, sort_keys=True)))}.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = int(settings["threads"])
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            path.unlink(missing_ok=True)
+            feed = {session.get_inputs()[0].name: inputs.asnumpy()}
+            self.call: Callable[[], Any] = functools.partial(session.run, None, feed)
+            del cell
+        else:
+            self.call = functools.partial(cell, inputs)
+            self._keep = (cell, inputs)
+        self.call()  # compiles in GRAPH mode; ONNX Runtime's first run allocates
+        if self.sync is not None:
+            self.sync()
+
+
+class Server:
+    """The state of one device server: its settings, compiled tasks and the anchor's history."""
+
+    def __init__(self, settings: dict[str, Any], scratch: Path) -> None:
+        self.settings = settings
+        self.scratch = scratch
+        self.cells: OrderedDict[str, Prepared] = OrderedDict()
+        self.anchors: dict[int, Prepared] = {}
+        self.anchor_blocks: dict[int, list[float]] = {}
+        self.served = 0
+
+    def prepared(self, task: dict[str, Any]) -> Prepared:
+        key = json.dumps({k: v for k, v in task.items() if k != "id"}, sort_keys=True)
+        if key in self.cells:
+            self.cells.move_to_end(key)
+            return self.cells[key]
+        ready = Prepared(task, self.settings, self.scratch)
+        self.cells[key] = ready
+        while len(self.cells) > int(self.settings.get("keep_cells", 4)):  # bounded memory: evict the oldest
+            self.cells.popitem(last=False)
+            gc.collect()
+        return ready
+
+    def anchor(self, resolution: int) -> Prepared:
+        if resolution not in self.anchors:
+            self.anchors[resolution] = Prepared(_anchor_task(resolution), self.settings, self.scratch)
+        return self.anchors[resolution]
+
+    def run_task(self, task: dict[str, Any], request: dict[str, Any],
+                 emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Measure one task; the record to send (times and ratios, or a classified error)."""
+        started = time.perf_counter()
+        settings = ProtocolSettings(**request["protocol"])
+        resolution = int(task.get("resolution") or request.get("resolution") or 224)
+        try:
+            ready = self.prepared(task)
+            anchor = self.anchor(resolution) if settings.protocol == "paired" else None
+        except OnnxExportError as error:
+            return {"id": task["id"], "error": {"type": "unbuildable", "class": type(error).__name__,
+                                                "message": str(error)}}
+        except Exception as error:  # noqa: BLE001 - reported to the caller, by class, with the message
+            return {"id": task["id"], "error": {"type": "unbuildable", "class": type(error).__name__,
+                                                "message": " ".join(str(error).split())[:2000]}}
+        compile_s = time.perf_counter() - started
+        record: dict[str, Any] = {"id": task["id"], "compile_s": compile_s}
+        try:
             emit({"event": "waiting_for_device", "id": task["id"]})
-        with device_lock(job["lock_device"], exclusive=True, timeout=job.get("lock_timeout_s")):
-            if emit is not None:
+            with device_lock(request["lock_device"], exclusive=True, timeout=request.get("lock_timeout_s")):
                 emit({"event": "locked", "id": task["id"]})
-            times = time_cell(functools.partial(cell, inputs), sync, job)
-    except DeviceBusyError as error:
-        return {"id": task["id"], "error": {"type": "busy", "class": type(error).__name__, "message": str(error)}}
+                if anchor is None:
+                    record["times_ms"] = time_plain(ready.call, ready.sync, settings)
+                else:
+                    timing = time_paired(ready.call, anchor.call, ready.sync, settings)
+                    record.update(times_ms=timing.candidate_times, ratios=timing.ratios,
+                                  anchor_blocks=timing.anchor_blocks, precise=timing.precise,
+                                  block_calls=timing.block_calls)
+        except DeviceBusyError as error:
+            return {"id": task["id"], "error": {"type": "busy", "class": type(error).__name__, "message": str(error)}}
+        except Exception as error:  # noqa: BLE001
+            return {"id": task["id"], "error": {"type": "runtime", "class": type(error).__name__,
+                                                "message": " ".join(str(error).split())[:2000]}}
+        if anchor is not None:
+            history = self.anchor_blocks.setdefault(resolution, [])
+            history += record["anchor_blocks"]
+            del history[:-ANCHOR_HISTORY]
+            record["anchor_history"] = list(history)
+        self.served += 1
+        record["wall_s"] = time.perf_counter() - started
+        record["rss_mb"] = _rss_mb()
+        return record
+
+    def status(self) -> dict[str, Any]:
+        return {"event": "status", "pid": os.getpid(), "served": self.served, "rss_mb": _rss_mb(),
+                "cells": len(self.cells), "anchors": sorted(self.anchors), "settings": self.settings}
+
+    def worn_out(self) -> bool:
+        return (self.served >= int(self.settings.get("max_tasks", 500))
+                or _rss_mb() > float(self.settings.get("max_rss_mb", 4096)))
+
+
+def _send(connection: socket.socket, record: dict[str, Any]) -> None:
+    connection.sendall((json.dumps(record) + "\n").encode())
+
+
+def _read_request(connection: socket.socket, limit: int = 64 * 2**20) -> dict[str, Any]:
+    connection.settimeout(30.0)
+    data = b""
+    while not data.endswith(b"\n"):  # bounded by ``limit`` and the socket timeout
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("request too large")
+    return json.loads(data.decode() or "{}")
+
+
+def _handle(server: Server, connection: socket.socket, version: str) -> bool:
+    """Serve one connection; False when the server should stop."""
+    request = _read_request(connection)
+    connection.settimeout(None)
+    op = request.get("op")
+    _send(connection, {"event": "ready", "pid": os.getpid(), "mindspore_version": version})
+    if op == "ping":
+        _send(connection, server.status())
+        return True
+    if op == "stop":
+        _send(connection, {"event": "stopping"})
+        return False
+    if op != "measure":
+        _send(connection, {"event": "error", "message": f"unknown op {op!r}"})
+        return True
+    for task in request["tasks"]:
+        try:
+            record = server.run_task(task, request, lambda event: _send(connection, event))
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:  # noqa: BLE001 - a bug here must still reach the caller
+            record = {"id": task.get("id"), "error": {"type": "internal", "class": "WorkerError",
+                                                      "message": traceback.format_exc()[-2000:]}}
+        _send(connection, record)
+    _send(connection, {**server.status(), "event": "done"})
+    return not server.worn_out()
+
+
+def serve(name: str, settings: dict[str, Any]) -> int:
+    """Listen on the abstract socket ``name`` and serve until idle, stopped or worn out."""
+    try:
+        version = _setup_device(settings)
     except Exception as error:  # noqa: BLE001
-        return {"id": task["id"], "error": {"type": "runtime", "class": type(error).__name__,
-                                            "message": " ".join(str(error).split())[:2000]}}
+        print(f"device_error {type(error).__name__}: {' '.join(str(error).split())[:2000]}", file=sys.stderr)
+        return EXIT_DEVICE
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind("\0" + name)
+    except OSError:  # another server took the name first: it serves, this one leaves
+        return 0
+    listener.listen(16)
+    listener.settimeout(float(settings.get("idle_s", 900.0)))
+    scratch = Path(tempfile.mkdtemp(prefix="nas-server-"))
+    server = Server(settings, scratch)
+    info = Path(settings["info_path"]) if settings.get("info_path") else None
+    if info is not None:
+        info.write_text(json.dumps({"pid": os.getpid(), "name": name, "started": time.time(), "settings": settings}))
+    try:
+        while True:  # bounded by idle_s, max_tasks and max_rss_mb
+            try:
+                connection, _ = listener.accept()
+            except socket.timeout:
+                return 0
+            with connection:
+                try:
+                    keep_going = _handle(server, connection, version)
+                except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+                    keep_going = True  # the client went away or sent garbage: serve the next one
+            if not keep_going:
+                return 0
     finally:
-        del cell, inputs
-        gc.collect()
-    return {"id": task["id"], "times_ms": times, "compile_s": compile_s,
-            "wall_s": time.perf_counter() - started}
-
-
-def watch_parent(poll_s: float = 1.0) -> None:
-    """Exit when the process that started this worker goes away (a cancelled campaign task), so an
-    orphaned worker never keeps measuring or holding the device lock."""
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent:
-                os._exit(EXIT_ORPHANED)
-
-    threading.Thread(target=watch, daemon=True).start()
+        listener.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if info is not None:
+            try:
+                if json.loads(info.read_text()).get("pid") == os.getpid():
+                    info.unlink()
+            except (OSError, ValueError):
+                pass
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m latency.worker JOB.json", file=sys.stderr)
+    if len(argv) != 3 or argv[0] != "--serve":
+        print("usage: python -m latency.worker --serve NAME SETTINGS_JSON", file=sys.stderr)
         return EXIT_BAD_JOB
     try:
-        with open(argv[0]) as handle:
-            job = json.load(handle)
-        results_path = job["results"]
-        tasks = job["tasks"]
-    except (OSError, ValueError, KeyError) as error:
-        print(f"latency worker: bad job file {argv[0]}: {error}", file=sys.stderr)
+        settings = json.loads(argv[2])
+    except ValueError as error:
+        print(f"latency server: bad settings: {error}", file=sys.stderr)
         return EXIT_BAD_JOB
-    with open(results_path, "a") as out:
-        try:
-            version = _setup_device(job)
-        except Exception as error:  # noqa: BLE001
-            _emit(out, {"event": "device_error", "class": type(error).__name__,
-                        "message": " ".join(str(error).split())[:2000]})
-            return EXIT_DEVICE
-        _emit(out, {"event": "ready", "pid": os.getpid(), "mindspore_version": version})
-        watch_parent()
-        for task in tasks:
-            try:
-                record = run_task(task, job, lambda event: _emit(out, event))
-            except Exception:  # noqa: BLE001 - a bug here must still reach the caller
-                record = {"id": task.get("id"), "error": {"type": "internal", "class": "WorkerError",
-                                                          "message": traceback.format_exc()[-2000:]}}
-            _emit(out, record)
-    return 0
+    return serve(argv[1], settings)
 
 
 if __name__ == "__main__":

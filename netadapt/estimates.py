@@ -38,7 +38,7 @@ class LatencyPredictor(Protocol):
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured latency: the median of repeated runs and its spread."""
+    """A measured latency: the estimate (``median_ms``, the name NetAdapt's records keep) and the raw spread."""
 
     median_ms: float
     p10_ms: float
@@ -54,18 +54,18 @@ class LatencyMeter(Protocol):
 
 class BackendMeter:
     """A :class:`LatencyMeter` over a ``latency`` backend (anything whose ``measure`` returns a
-    result with ``median_ms``, ``p10_ms`` and ``p90_ms``)."""
+    result with ``estimate_ms``, ``p10_ms`` and ``p90_ms``)."""
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
 
     def measure(self, spec: ArchSpec) -> Measurement:
         result = self.backend.measure(spec)
-        return Measurement(float(result.median_ms), float(result.p10_ms), float(result.p90_ms))
+        return Measurement(float(result.estimate_ms), float(result.p10_ms), float(result.p90_ms))
 
     def measure_many(self, specs: list[ArchSpec]) -> list[Measurement]:
         """Measure several specs back to back (one worker), for paired comparisons."""
-        return [Measurement(float(r.median_ms), float(r.p10_ms), float(r.p90_ms))
+        return [Measurement(float(r.estimate_ms), float(r.p10_ms), float(r.p90_ms))
                 for r in self.backend.measure_many(list(specs))]
 
     def __repr__(self) -> str:

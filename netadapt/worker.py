@@ -8,6 +8,7 @@ exclusively and so never overlaps a fine-tune. Ray runs go through the one bound
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -21,6 +22,7 @@ import numpy as np
 
 from nas.models.builder import build_network
 from nas.models.checkpoint import load_weights, read_checkpoint, save_weights
+from nas.runtime.devicelock import device_lock
 from nas.runtime.pool import JobPool
 from nas.spec.arch import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
@@ -117,19 +119,23 @@ def evaluate_proposal(job: ProposalJob) -> ProposalOutcome:
     configure_threads(job.threads)
     ms.set_context(mode=ms.GRAPH_MODE)
     parent, spec = ArchSpec.from_yaml(job.parent_spec), ArchSpec.from_yaml(job.spec)
+    # Quiet measurement: the whole job (data, surgery, compiling, steps, evaluation) holds the
+    # device lock shared, so a latency measurement on this host never times beside any of it.
+    quiet = contextlib.nullcontext() if job.device is None else device_lock(job.device, exclusive=False)
     try:
-        data = open_cached(job.data)
-        ms.set_seed(job.seed)
-        np.random.seed(job.seed % 2**32)
-        weights = {name: value for name, value in read_checkpoint(job.parent_ckpt).items()
-                   if hasattr(value, "asnumpy")}
-        net = shrink_network(parent, weights, spec)
-        train_loss = float("nan")
-        if job.steps:  # the device lock is held shared per step (a measurement waits one step)
-            train_loss = fine_tune(net, EpochShift(data, job.first_epoch), job.train.replace(seed=job.seed),
-                                   job.steps, device_lock=job.device)
-        result = evaluate(net, data.held_out(job.eval_batch), device_lock=job.device)
-        save_weights(net, job.out_ckpt, spec)
+        with quiet:
+            data = open_cached(job.data)
+            ms.set_seed(job.seed)
+            np.random.seed(job.seed % 2**32)
+            weights = {name: value for name, value in read_checkpoint(job.parent_ckpt).items()
+                       if hasattr(value, "asnumpy")}
+            net = shrink_network(parent, weights, spec)
+            train_loss = float("nan")
+            if job.steps:
+                train_loss = fine_tune(net, EpochShift(data, job.first_epoch), job.train.replace(seed=job.seed),
+                                       job.steps, device_lock=None)
+            result = evaluate(net, data.held_out(job.eval_batch), device_lock=None)
+            save_weights(net, job.out_ckpt, spec)
     except TrainingDiverged as error:
         return ProposalOutcome(job.key, math.nan, math.nan, math.nan, math.nan, time.perf_counter() - started, "",
                                f"TrainingDiverged: {error}")

@@ -4,8 +4,18 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("GLOG_v", "3")
+os.environ.setdefault("NAS_SERVER_IDLE_S", "60")  # device servers started by tests do not outlive them long
 
 import pytest  # noqa: E402
+
+from latency.server import running_servers, stop_server  # noqa: E402
+
+
+def stop_servers() -> None:
+    """Stop the device servers of the current lock directory."""
+    for info in running_servers():
+        if info["alive"]:
+            stop_server(int(info["pid"]))
 
 
 @pytest.fixture
@@ -21,4 +31,5 @@ def isolated(tmp_path, monkeypatch):
     """Private locks and latency cache, so tests neither share nor wait on other runs' devices."""
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
+    yield tmp_path
+    stop_servers()

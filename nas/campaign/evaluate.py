@@ -16,6 +16,7 @@ from latency.config import LatencyConfig, make_backend
 from latency.lut import LatencyLUT
 from latency.stamp import device_name
 from nas.campaign.config import EvaluatorConfig
+from nas.runtime.devicelock import device_lock
 from nas.spec.arch import ArchSpec
 from nas.training.data import open_cached
 from nas.training.proxy import train_proxy
@@ -44,6 +45,11 @@ class LatencyRecord:
     latency_repeats: int | None = None
     latency_stamp: dict[str, Any] | None = None
     lut_ms: float | None = None
+    latency_ci_low_ms: float | None = None  # the estimate's ~95% interval
+    latency_ci_high_ms: float | None = None
+    latency_precise: bool | None = None  # False: the interval stayed wider than the tolerance
+    latency_blocks: int | None = None  # paired blocks timed
+    latency_raw_median_ms: float | None = None  # the candidate's own calls, absolute
 
     def attrs(self) -> dict[str, Any]:
         return _attrs(self)
@@ -91,10 +97,12 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
         cache = getattr(backend, "cache", None)  # a CachedBackend's SQLite connection
         if cache is not None:
             cache.close()
-    return LatencyRecord(latency_ms=result.median_ms, latency_source="measured", lut_ms=lut_ms,
+    return LatencyRecord(latency_ms=result.estimate_ms, latency_source="measured", lut_ms=lut_ms,
                          latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms, latency_cv=result.cv,
                          latency_repeats=result.repeats, latency_stamp=result.stamp.to_dict(),
-                         measure_seconds=time.perf_counter() - started)
+                         latency_ci_low_ms=result.ci_low_ms, latency_ci_high_ms=result.ci_high_ms,
+                         latency_precise=result.precise, latency_blocks=result.blocks,
+                         latency_raw_median_ms=result.median_ms, measure_seconds=time.perf_counter() - started)
 
 
 def evaluate_candidate(spec_yaml: str, evaluator: EvaluatorConfig, latency: LatencyConfig, seed: int) -> Evaluation:
@@ -102,9 +110,11 @@ def evaluate_candidate(spec_yaml: str, evaluator: EvaluatorConfig, latency: Late
     started = time.perf_counter()
     spec = ArchSpec.from_yaml(spec_yaml)
     measured = measure_latency(spec, latency, latency.resolution or evaluator.resolution)
-    data = open_cached(evaluator.data_config(seed))
-    proxy = train_proxy(spec, data, evaluator.train_config(seed), device=device_name(latency.device),
-                        threads=evaluator.threads)
+    # Quiet measurement: the whole proxy task (data, compiling, steps, evaluation) holds the device
+    # lock shared, so a measurement on this host (which holds it exclusively) never times beside it.
+    with device_lock(device_name(latency.device), exclusive=False):
+        data = open_cached(evaluator.data_config(seed))
+        proxy = train_proxy(spec, data, evaluator.train_config(seed), device=None, threads=evaluator.threads)
     return Evaluation(**dataclasses.asdict(measured), accuracy=proxy.top1, top5=proxy.top5,
                       held_out_loss=proxy.held_out_loss, train_loss=proxy.train_loss,
                       train_seconds=proxy.train_seconds + proxy.eval_seconds, proxy_epochs=proxy.epochs,

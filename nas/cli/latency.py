@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from typing import Any, Callable
 
 from latency.config import LatencyConfig, make_backend
@@ -19,7 +20,10 @@ from latency.lut import (
 )
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
+from latency.protocol import ANCHOR
 from latency.sampling import source_specs
+from latency.server import running_servers, stop_server
+from latency.stamp import PROTOCOLS, RUNTIMES
 from netadapt.grid import grid_specs
 from search_spaces import references
 
@@ -43,7 +47,8 @@ def _settings(args: argparse.Namespace, **fields: Any) -> LatencyConfig:
     """The latency settings of the command line (``fields`` fix what the command decides)."""
     device = {"device": args.device, "batch": args.batch, "resolution": args.resolution, "threads": args.threads}
     timing = {"warmup": args.warmup, "min_repeats": args.min_repeats, "max_repeats": args.max_repeats,
-              "tolerance": args.tolerance, "timeout_s": args.timeout}
+              "tolerance": args.tolerance, "timeout_s": args.timeout, "protocol": args.protocol,
+              "runtime": args.runtime, "max_seconds": args.max_seconds}
     cache = {"cache": not getattr(args, "no_cache", False)}
     return LatencyConfig(**{**device, **timing, **cache, **fields})
 
@@ -68,7 +73,31 @@ def _measure(args: argparse.Namespace) -> int:
     origin = "cached" if from_cache else "measured"
     print(f"{spec.name}  arch_id {spec.arch_id}  {origin}")
     print(f"  {result.describe()}")
+    if result.stamp.protocol == "paired":
+        print(f"  anchor: {ANCHOR} at {result.stamp.resolution} px, {result.anchor_ms:.3f} ms pooled; "
+              f"{result.blocks} blocks")
     print(f"  on {result.stamp.describe()}")
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    servers = running_servers()
+    if args.server_command == "status":
+        if not servers:
+            print("no device server has run on this host (lock directory: see NAS_LOCK_DIR)")
+        for info in servers:
+            settings = info.get("settings", {})
+            state = "running" if info["alive"] else "gone"
+            print(f"{info['key']}  {state}  pid {info.get('pid')}  {settings.get('device')} "
+                  f"{settings.get('runtime')} threads {settings.get('threads')} batch {settings.get('batch')}  "
+                  f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}")
+        return 0
+    stopped = 0
+    for info in servers:
+        if info["alive"]:
+            stop_server(int(info["pid"]))
+            stopped += 1
+    print(f"stopped {stopped} device server(s)")
     return 0
 
 
@@ -205,9 +234,18 @@ def _timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-repeats", type=int, default=10, help="fewest timed runs (default 10)")
     parser.add_argument("--max-repeats", type=int, default=100, help="most timed runs per measurement (default 100)")
     parser.add_argument("--tolerance", type=float, default=0.02,
-                        help="stop when the median's 95%% interval is within this fraction (default 0.02)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds without progress before the worker "
-                                                                     "is killed (default 300)")
+                        help="stop when the estimate's 95%% interval is within this fraction (default 0.02)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds without progress before the device "
+                                                                     "server is killed (default 300)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="paired",
+                        help="paired: interleaved with an anchor network, a ratio at the anchor's pooled scale "
+                             "(default); plain: the median of single calls")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="what runs the network: onnxruntime (its ONNX export; the CPU default) or mindspore "
+                             "(the default on GPU and Ascend)")
+    parser.add_argument("--max-seconds", type=float, default=30.0,
+                        help="time cap of one paired measurement; past it the result is flagged imprecise "
+                             "(default 30)")
 
 
 def _cache_options(parser: argparse.ArgumentParser) -> None:
@@ -271,3 +309,7 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
     predict.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
     predict.add_argument("--breakdown", action="store_true", help="per-piece latencies")
     predict.set_defaults(handler=_predict)
+
+    server = actions.add_parser("server", help="inspect or stop this host's device servers")
+    server.add_argument("server_command", choices=("status", "stop"), help="status: list them; stop: end them")
+    server.set_defaults(handler=_server)

@@ -121,13 +121,16 @@ class PoolSkip(nn.Cell):
         self.pad = max(0, out_channels - in_channels)
         self.out_channels = out_channels
         self.truncate = in_channels > out_channels
+        self.tile_zeros = False  # ONNX export: zeros by tiling (MindSpore cannot export channel padding)
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         if self.pool is not None:
             x = self.pool(x)
         if self.truncate:
             x = x[:, :self.out_channels]
-        if self.pad > 0:
+        if self.pad > 0 and self.tile_zeros:
+            x = ops.concat((x, ops.tile(x[:, :1] * 0.0, (1, self.pad, 1, 1))), 1)
+        elif self.pad > 0:
             x = ops.pad(x, (0, 0, 0, 0, 0, self.pad))
         return x
 

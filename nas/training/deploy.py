@@ -10,6 +10,7 @@ import numpy as np
 from nas.models.builder import build_network
 from nas.models.checkpoint import load_weights, spec_for_checkpoint
 from nas.models.mindcv import load_mindcv
+from nas.models.onnx import export_onnx
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
 from nas.training.config import DataConfig
@@ -59,6 +60,8 @@ def export_model(spec: ArchSpec | None, ckpt: str | Path, output: str | Path, *,
     output.parent.mkdir(parents=True, exist_ok=True)
     suffix = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}[file_format]
     stem = output.with_suffix("") if output.suffix.lower() == suffix else output
+    if file_format == "ONNX":
+        return export_onnx(net, example, stem)
     try:
         ms.export(net, example, file_name=str(stem), file_format=file_format)
     except (RuntimeError, ValueError, TypeError) as error:

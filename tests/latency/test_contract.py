@@ -7,12 +7,13 @@ import pytest
 from latency import DeviceUnavailableError, LatencyBackend, LatencyResult, MeasurementTimeout, PieceBackend
 from latency.cache import CachedBackend, LatencyCache
 from latency.lut import LatencyLUT, build_lut
-from latency.mindspore_backend import MindSporeBackend
+from latency.mindspore_backend import MindSporeBackend, OnnxRuntimeBackend
 from latency.pieces import unique_pieces
 from latency.remote import RayLatencyBackend
-from tests.support.latency import FAST, big_spec, tiny_spec
+from tests.conftest import stop_servers
+from tests.support.latency import FAST, PAIRED, big_spec, tiny_spec
 
-BACKENDS = ["mindspore", "cached", "ray"]
+BACKENDS = ["mindspore", "paired", "onnxruntime", "cached", "ray"]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,11 @@ def make_backend(request, tmp_path, monkeypatch):
     created = []
 
     def make(**options):
-        settings = {**FAST, "resolution": 32, **options}
-        if request.param == "mindspore":
+        settings = {**(PAIRED if request.param in ("paired", "onnxruntime") else FAST), "resolution": 32, **options}
+        if request.param in ("mindspore", "paired"):
             backend = MindSporeBackend("CPU", **settings)
+        elif request.param == "onnxruntime":
+            backend = OnnxRuntimeBackend("CPU", **settings)
         elif request.param == "cached":
             backend = CachedBackend(MindSporeBackend("CPU", **settings), LatencyCache(tmp_path / "cache.db"))
         else:
@@ -49,6 +52,7 @@ def make_backend(request, tmp_path, monkeypatch):
         close = getattr(backend, "close", None)
         if close is not None:
             close()
+    stop_servers()
 
 
 def test_a_measurement_is_a_stamped_median_with_its_spread(make_backend) -> None:
@@ -58,7 +62,14 @@ def test_a_measurement_is_a_stamped_median_with_its_spread(make_backend) -> None
     result = backend.measure(spec)
     assert isinstance(result, LatencyResult)
     assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms
-    assert FAST["min_repeats"] <= result.repeats <= FAST["max_repeats"]
+    if result.stamp.protocol == "plain":
+        assert FAST["min_repeats"] <= result.repeats <= FAST["max_repeats"]
+        assert result.estimate_ms == result.median_ms
+    else:  # paired: blocks of two candidate calls, each against the anchor, at the anchor's scale
+        assert result.blocks >= PAIRED["min_blocks"] and result.repeats == 2 * result.blocks
+        assert result.anchor_ms > 0 and len(result.samples) == result.blocks
+    assert result.ci_low_ms <= result.estimate_ms <= result.ci_high_ms
+    assert isinstance(result.precise, bool)
     assert result.cv >= 0 and result.iqr_ms >= 0
     assert result.stamp == backend.stamp(spec)
     assert result.stamp.resolution == 32 and result.stamp.batch == 1 and result.stamp.mode == "GRAPH"
@@ -68,7 +79,7 @@ def test_a_measurement_is_a_stamped_median_with_its_spread(make_backend) -> None
 def test_a_much_bigger_network_measures_slower(make_backend) -> None:
     backend = make_backend()
     tiny, big = backend.measure_many([tiny_spec(), big_spec()])
-    assert big.median_ms > 2 * tiny.median_ms
+    assert big.estimate_ms > 2 * tiny.estimate_ms
 
 
 def test_stamps_separate_settings_that_change_latency(make_backend) -> None:

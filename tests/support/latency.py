@@ -4,7 +4,11 @@ from __future__ import annotations
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, StemSpec
 
 # Few repeats, small inputs: the tests check behaviour, the benchmark checks numbers.
-FAST = {"warmup": 1, "min_repeats": 3, "max_repeats": 5, "tolerance": 0.5, "timeout_s": 120.0}
+# Ten calls are the fewest whose median has an order-statistics interval, so a result can be precise.
+FAST = {"warmup": 1, "min_repeats": 10, "max_repeats": 12, "tolerance": 0.5, "timeout_s": 120.0, "protocol": "plain",
+        "runtime": "mindspore"}
+# The paired protocol, as fast: two calls a block, at least two blocks, a 5 s cap.
+PAIRED = {**FAST, "protocol": "paired", "block_calls": 2, "min_blocks": 2, "max_seconds": 5.0}
 
 
 def tiny_spec(mid: int = 16, out: int = 8, resolution: int = 16, se: bool = False, name: str = "tiny") -> ArchSpec:
