@@ -1,11 +1,12 @@
 """ONNX export of any network we build, for ONNX Runtime and the edge toolchains that start from ONNX.
 
 MindSpore's ONNX exporter has no mapping for ``HSwish``, ``HSigmoid`` (and, on some versions,
-``SiLU``), nor for the channel padding (``PadV3``) of the pooling skip. :func:`onnx_ready` swaps those cells, in place, for cells built from primitives the
-exporter maps (``x * relu6(x + 3) / 6``, ``relu6(x + 3) / 6``, ``x * sigmoid(x)``); they compute
-the same function, and on MindSpore's CPU kernels the same bits (the tests compare the logits
-before and after the swap exactly). :func:`export_onnx` exports a cell and names the op and the
-layer when the exporter still refuses one.
+``SiLU``), nor for the channel padding (``PadV3``) of the pooling skip. :func:`onnx_ready` swaps
+those cells, in place, for cells built from primitives the exporter maps (``x * relu6(x + 3) / 6``,
+``relu6(x + 3) / 6``, ``x * sigmoid(x)``, tiled zeros); they compute the same function, and on
+MindSpore's CPU kernels the same bits (the tests compare the logits before and after the swap
+exactly). :func:`export_onnx` exports a cell and names the op and the layer when the exporter still
+refuses one.
 """
 from __future__ import annotations
 
