@@ -116,17 +116,18 @@ class DeviceServer:
         self.launches += 1
         return process
 
-    def _connect_or_start(self) -> socket.socket:
+    def _connect_or_start(self) -> tuple[socket.socket, bool]:
+        """A connection to the server, and whether this call started it."""
         connection = self._connect()
         if connection is not None:
-            return connection
+            return connection, False
         process = self._start()
         deadline = time.monotonic() + max(START_TIMEOUT_S, self.timeout_s)
         delay = 0.05
         while time.monotonic() < deadline:  # bounded by the start-up deadline
             connection = self._connect()
             if connection is not None:
-                return connection
+                return connection, True
             code = process.poll()
             if code is not None and self._connect() is None:
                 text = self.log_tail()
@@ -172,22 +173,37 @@ class DeviceServer:
     def request(self, payload: dict[str, Any], expected_version: str | None = None) -> Iterator[dict[str, Any]]:
         """Send one request; yield each record (events are handled here) until the server is done."""
         with self._turn():
-            connection = self._connect_or_start()
+            connection, started = self._greeted(payload)
             pid = None
+            retried = False
             try:
-                connection.sendall((json.dumps(payload) + "\n").encode())
                 connection.settimeout(0.25)
-                deadline = time.monotonic() + max(START_TIMEOUT_S, self.timeout_s)
+                # a server just started imports MindSpore first; a running one answers at once
+                deadline = time.monotonic() + (max(START_TIMEOUT_S, self.timeout_s) if started else self.timeout_s)
                 buffer = b""
                 while True:  # bounded by the deadlines
                     try:
-                        chunk = connection.recv(1 << 16)
+                        try:
+                            chunk = connection.recv(1 << 16)
+                        except (ConnectionResetError, BrokenPipeError):
+                            chunk = b""
+                        if not chunk and pid is None and not retried:  # reached a server as it died
+                            retried = True
+                            connection.close()
+                            time.sleep(0.2)
+                            connection, started = self._greeted(payload)
+                            connection.settimeout(0.25)
+                            deadline = time.monotonic() + (max(START_TIMEOUT_S, self.timeout_s) if started
+                                                           else self.timeout_s)
+                            continue
                         if not chunk:
                             raise MeasurementCrash(f"the latency server (pid {pid}) died mid-request; "
                                                    f"log: {self.log_tail()}")
                         buffer += chunk
                     except socket.timeout:
                         if time.monotonic() > deadline:
+                            if pid is None:  # a running server that does not even greet: hung
+                                pid = self._saved_pid()
                             if pid is not None:
                                 _kill(pid)
                             raise MeasurementTimeout(f"the latency server on {self.settings.device} made no "
@@ -219,6 +235,27 @@ class DeviceServer:
                 connection.close()
                 if self.private:
                     self._stop_quietly()
+
+    def _greeted(self, payload: dict[str, Any]) -> tuple[socket.socket, bool]:
+        """Connect (starting the server if needed) and send ``payload``. A server that dies just
+        as it is reached (killed a moment before) is replaced once."""
+        for attempt in range(2):  # bounded: one retry
+            connection, started = self._connect_or_start()
+            try:
+                connection.sendall((json.dumps(payload) + "\n").encode())
+                return connection, started
+            except (ConnectionResetError, BrokenPipeError):
+                connection.close()
+                if attempt:
+                    raise MeasurementCrash(f"the latency server refused the request twice; log: {self.log_tail()}")
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    def _saved_pid(self) -> int | None:
+        try:
+            return int(json.loads(self.info_path.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _stop_quietly(self) -> None:
         connection = self._connect()
@@ -275,11 +312,22 @@ def running_servers() -> list[dict[str, Any]]:
 def stop_server(pid: int) -> None:
     """End the server process ``pid`` and its process group (what it measured is already back)."""
     _kill(pid)
+    for path in servers_dir().glob("*.json"):
+        try:
+            if int(json.loads(path.read_text()).get("pid", -1)) == pid:
+                path.unlink()
+        except (OSError, ValueError, TypeError):
+            continue
 
 
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False  # killed, not yet reaped by the process that started it
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
