@@ -1,42 +1,52 @@
-"""Latency benchmark: repeatability, look-up-table accuracy, costs, and the references against
-the papers' Pixel-1 figures.
+"""Latency benchmark: the device server and the paired protocol against the old design, the two
+runtimes side by side, the references with their intervals, and look-up-table accuracy.
 
-    python -m bench.latency [--resolution 224] [--samples 50] [--calibration-samples 10]
-                            [--processes 5] [--space auto] [--threads N] [--interpolation N]
+    python -m bench.latency                      # repeatability, cost, runtimes, references
+    python -m bench.latency --only lut           # the look-up-table accuracy of the predictor issue
+    python -m bench.latency --campaign           # also the demo campaign, twice, cache off
 
-- Repeatability: MobileNetV3-Large measured in ``--processes`` separate worker processes; the
-  coefficient of variation of their medians (target <= 3%).
-- LUT accuracy: a table built from the layers of ``--samples`` random architectures plus
-  ``--calibration-samples`` others; each measured end to end. Before calibration: summed pieces
-  against measured. After: the linear calibration fitted on the calibration architectures only,
-  evaluated on the others (target >= 90% within +-10%, Spearman >= 0.9; nn-Meter: 99%).
-- Costs: seconds per end-to-end measurement, table build time, prediction time (target < 1 ms).
-- References: mobilenet_v3_small, mobilenet_v3_large, mnasnet_a1 and mobilenet_v2 next to the
-  papers' Pixel-1 latencies (15.8, 51, 78, 75 ms) and the rank agreement.
-- Optional (``--interpolation N``): N pruned MobileNetV3-Large layers, interpolated from a coarse
-  NetAdapt channel grid, against their own measurement.
+- Repeatability: MobileNetV3-Large in ``--processes`` separate processes (each its own server),
+  for each runtime and protocol: the CV of the estimates (target <= 3% for the default), with the
+  CV of the raw medians and of the median ratios beside it.
+- Cost: seconds per measurement of ``--cost-samples`` MnasNet-space networks through one server,
+  against a fresh process per measurement (the old design), in the same run (target <= 1/3).
+- Runtimes: ONNX Runtime against MindSpore's CPU runtime on the four references (latency
+  ratios), and the Spearman rank agreement of the two over ``--rank-samples`` MnasNet networks.
+- References: mobilenet_v3_small/_large, mobilenet_v2, mnasnet_a1 with their intervals, next to
+  the papers' Pixel-1 latencies (15.8, 51, 75, 78 ms) and the rank agreement.
+- Campaign (``--campaign``): the demo campaign twice into two run directories, cache off; every
+  trial's interval half-width and the agreement of architectures measured in both.
 
 Measurements hold the device lock exclusively (``$NAS_LOCK_DIR``), so run it on a quiet machine.
-The default settings take about 15-25 minutes on 2 cores.
+Absolute times differ between machines and days; compare the ratios printed in one run.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench.common import summary, write_report
+from latency.config import LatencyConfig, make_backend
 from latency.lut import LatencyLUT, accuracy, additivity_check, build_lut, fit_calibration
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
+from latency.result import LatencyResult
 from latency.sampling import space_specs
 from netadapt.grid import grid_specs
 from search_spaces import references
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PIXEL1_MS = {"mobilenet_v3_small": 15.8, "mobilenet_v3_large": 51.0, "mnasnet_a1": 78.0, "mobilenet_v2": 75.0}
 
@@ -48,37 +58,150 @@ def _counter(label: str):
     return show
 
 
-def repeatability(backend, processes: int) -> dict:
-    spec = references.get("mobilenet_v3_large")
-    medians, seconds = [], []
-    for index in range(processes):
+_ONE_PROCESS = """
+import json, sys
+from latency.config import LatencyConfig, make_backend
+from search_spaces import references
+settings = json.loads(sys.argv[1])
+backend = make_backend(LatencyConfig(cache=False, **settings))
+backend.server.private = True  # a server of its own, stopped after
+spec = references.get("mobilenet_v3_large")
+print(json.dumps(backend.measure(spec).to_dict(samples=False)))
+"""
+
+
+def _cv(values: list[float]) -> float:
+    return statistics.pstdev(values) / statistics.fmean(values) if values else float("nan")
+
+
+def repeatability(args: argparse.Namespace, runtime: str, protocol: str) -> dict:
+    """MobileNetV3-Large in separate processes, each with its own device server."""
+    settings = {"runtime": runtime, "protocol": protocol, "threads": args.threads, "resolution": args.resolution,
+                "max_seconds": args.max_seconds}
+    results, seconds = [], []
+    for index in range(args.processes):
         started = time.perf_counter()
-        result = backend.measure(spec)  # each call is a fresh worker process
+        done = subprocess.run([sys.executable, "-c", _ONE_PROCESS, json.dumps(settings)], capture_output=True,
+                              text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(f"repeatability process failed: {done.stderr[-2000:]}")
         seconds.append(time.perf_counter() - started)
-        medians.append(result.median_ms)
-        print(f"  process {index + 1}: median {result.median_ms:.3f} ms ({result.repeats} runs, cv {result.cv:.1%})")
-    cv = statistics.pstdev(medians) / statistics.fmean(medians)
-    print(f"repeatability of mobilenet_v3_large over {processes} processes: medians {statistics.fmean(medians):.3f} ms "
-          f"mean, cv {cv:.2%} (target <= 3%)")
-    return {"medians_ms": medians, "cv_of_medians": cv, "seconds_per_measurement": summary(seconds)}
+        result = LatencyResult.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        results.append(result)
+        print(f"  {runtime}/{protocol} process {index + 1}: {result.describe()}", flush=True)
+    estimates = [r.estimate_ms for r in results]
+    raw = [r.median_ms for r in results]
+    figures = {"runtime": runtime, "protocol": protocol, "estimates_ms": estimates, "cv_estimates": _cv(estimates),
+               "cv_raw_medians": _cv(raw), "precise": [r.precise for r in results],
+               "half_widths": [r.half_width for r in results], "seconds_per_process": summary(seconds)}
+    if protocol == "paired":
+        ratios = [r.estimate_ms / r.anchor_ms for r in results]
+        figures["cv_ratios"] = _cv(ratios)
+    print(f"repeatability {runtime}/{protocol}: estimates {statistics.fmean(estimates):.3f} ms mean, CV "
+          f"{figures['cv_estimates']:.2%} (raw medians {figures['cv_raw_medians']:.2%}"
+          + (f", ratios to the anchor {figures['cv_ratios']:.2%}" if "cv_ratios" in figures else "") + ")", flush=True)
+    return figures
 
 
-def references_vs_pixel1(backend) -> dict:
-    from scipy.stats import kendalltau, spearmanr
+def cost(args: argparse.Namespace) -> dict:
+    """Seconds per measurement through one server against a fresh process per measurement."""
+    specs, note = space_specs("mnasnet", args.cost_samples, seed=args.seed)
+    figures: dict = {"architectures": note}
+    for label, server in (("server", True), ("fresh process", False)):
+        backend = make_backend(LatencyConfig(cache=False, threads=args.threads, resolution=args.resolution,
+                                             max_seconds=args.max_seconds))
+        backend.server.private = not server
+        started = time.perf_counter()
+        for spec in specs:
+            backend.measure(spec)
+        per = (time.perf_counter() - started) / len(specs)
+        backend.server.stop()
+        figures[label] = per
+        print(f"cost, {label}: {per:.2f} s per measurement ({backend.launches} server starts)", flush=True)
+    figures["ratio"] = figures["server"] / figures["fresh process"]
+    print(f"cost ratio server / fresh process: {figures['ratio']:.2f} (target <= 0.33)", flush=True)
+    return figures
 
+
+def runtimes(args: argparse.Namespace) -> dict:
+    """ONNX Runtime against MindSpore's CPU runtime: reference ratios and rank agreement."""
+    from scipy.stats import spearmanr  # heavy: only this section needs it
+
+    backends = {runtime: make_backend(LatencyConfig(cache=False, threads=args.threads, resolution=args.resolution,
+                                                    runtime=runtime, max_seconds=args.max_seconds))
+                for runtime in ("onnxruntime", "mindspore")}
+    names = list(PIXEL1_MS)
+    refs = {runtime: [r.estimate_ms for r in backend.measure_many([references.get(n) for n in names])]
+            for runtime, backend in backends.items()}
+    print(f"{'reference':<20} {'onnxruntime ms':>15} {'mindspore ms':>13} {'ratio':>7}")
+    for index, name in enumerate(names):
+        ours, theirs = refs["onnxruntime"][index], refs["mindspore"][index]
+        print(f"{name:<20} {ours:>15.3f} {theirs:>13.3f} {ours / theirs:>7.3f}")
+    specs, note = space_specs("mnasnet", args.rank_samples, seed=args.seed + 1)
+    ranked = {runtime: [r.estimate_ms for r in backend.measure_many(specs)] for runtime, backend in backends.items()}
+    rho = float(spearmanr(ranked["onnxruntime"], ranked["mindspore"])[0])
+    print(f"rank agreement over {len(specs)} MnasNet-space networks ({note}): Spearman {rho:.3f}", flush=True)
+    for backend in backends.values():
+        backend.server.stop()
+    return {"references_ms": refs, "ratios": {n: refs["onnxruntime"][i] / refs["mindspore"][i]
+                                              for i, n in enumerate(names)},
+            "rank_samples_ms": ranked, "spearman": rho}
+
+
+def references_vs_pixel1(args: argparse.Namespace) -> dict:
+    from scipy.stats import kendalltau, spearmanr  # heavy: only this section needs it
+
+    backend = make_backend(LatencyConfig(cache=False, threads=args.threads, resolution=args.resolution,
+                                         max_seconds=args.max_seconds))
     names = list(PIXEL1_MS)
     results = backend.measure_many([references.get(name) for name in names])
-    measured = [result.median_ms for result in results]
+    measured = [result.estimate_ms for result in results]
     paper = [PIXEL1_MS[name] for name in names]
     pairs = list(itertools.combinations(range(len(names)), 2))
     agree = sum((measured[i] - measured[j]) * (paper[i] - paper[j]) > 0 for i, j in pairs)
     rho, tau = float(spearmanr(measured, paper)[0]), float(kendalltau(measured, paper)[0])
-    print(f"{'reference':<20} {'measured ms':>12} {'Pixel-1 ms':>11} {'ratio':>7}")
-    for name, ours, theirs in zip(names, measured, paper):
-        print(f"{name:<20} {ours:>12.3f} {theirs:>11.1f} {ours / theirs:>7.3f}")
+    print(f"{'reference':<20} {'estimate ms':>12} {'95% CI':>19} {'Pixel-1 ms':>11}")
+    for name, result, theirs in zip(names, results, paper):
+        print(f"{name:<20} {result.estimate_ms:>12.3f} {result.ci_low_ms:>9.3f}-{result.ci_high_ms:<9.3f} "
+              f"{theirs:>11.1f}{'' if result.precise else '  (imprecise)'}")
     print(f"rank agreement with Pixel-1: Spearman {rho:.3f}, Kendall {tau:.3f}, {agree}/{len(pairs)} pairs in order")
-    return {"measured_ms": dict(zip(names, measured)), "pixel1_ms": PIXEL1_MS, "spearman": rho, "kendall": tau,
-            "pairs_in_order": agree, "pairs": len(pairs)}
+    backend.server.stop()
+    return {"measured_ms": dict(zip(names, measured)),
+            "intervals_ms": {n: [r.ci_low_ms, r.ci_high_ms] for n, r in zip(names, results)},
+            "pixel1_ms": PIXEL1_MS, "spearman": rho, "kendall": tau, "pairs_in_order": agree, "pairs": len(pairs)}
+
+
+def campaign(args: argparse.Namespace, work: Path) -> dict:
+    """The demo campaign twice, cache off: stored intervals, and agreement across the two runs."""
+    import optuna  # heavy: only this section reads studies
+
+    config = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
+    config["latency"]["cache"] = False
+    config["budget"]["trials"] = args.campaign_trials
+    stored: list[dict[str, dict]] = []
+    for run in ("a", "b"):
+        path = work / f"demo_{run}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "nas.cli", "search", "-c", str(path), "--runs-dir", str(work)],
+                              capture_output=True, text=True, timeout=7200)
+        if done.returncode != 0:
+            raise SystemExit(f"campaign {run} failed: {done.stderr[-2000:]}")
+        study = optuna.load_study(study_name="demo", storage=f"sqlite:///{work / 'demo' / 'study.db'}")
+        trials = {t.user_attrs["arch_id"]: t.user_attrs for t in study.trials if t.state.name == "COMPLETE"}
+        stored.append(trials)
+        (work / "demo").rename(work / f"demo_{run}")
+        print(f"campaign {run}: {len(trials)} trials in {time.perf_counter() - started:.0f} s", flush=True)
+    widths = [max(a["latency_ci_high_ms"] - a["latency_ms"], a["latency_ms"] - a["latency_ci_low_ms"]) / a["latency_ms"]
+              for trials in stored for a in trials.values()]
+    common = sorted(set(stored[0]) & set(stored[1]))
+    gaps = [abs(stored[0][k]["latency_ms"] / stored[1][k]["latency_ms"] - 1) for k in common]
+    print(f"campaign intervals: half-width median {statistics.median(widths):.1%}, max {max(widths):.1%} "
+          f"(target <= 5%); {sum(w <= 0.05 for w in widths)}/{len(widths)} within 5%")
+    if gaps:
+        print(f"the {len(common)} architectures of both campaigns: |difference| median {statistics.median(gaps):.1%}, "
+              f"max {max(gaps):.1%}; {sum(g <= 0.05 for g in gaps)}/{len(gaps)} within 5%")
+    return {"half_widths": widths, "common": len(common), "gaps": gaps}
 
 
 def lut_accuracy(backend, args: argparse.Namespace, directory: Path) -> dict:
@@ -172,43 +295,55 @@ def interpolation(backend, args: argparse.Namespace, directory: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--samples", type=int, default=50, help="random architectures evaluated")
-    parser.add_argument("--calibration-samples", type=int, default=10, help="other architectures to calibrate on")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--processes", type=int, default=5, help="separate processes for repeatability")
-    parser.add_argument("--space", default="auto", help="'auto' (mnasnet if registered, else reference variants), "
-                                                        "a space name, or 'refs'")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="time cap of one paired measurement")
+    parser.add_argument("--cost-samples", type=int, default=20, help="networks of the cost comparison")
+    parser.add_argument("--rank-samples", type=int, default=30, help="networks of the runtimes' rank agreement")
+    parser.add_argument("--campaign", action="store_true", help="also run the demo campaign twice (cache off)")
+    parser.add_argument("--campaign-trials", type=int, default=12)
+    parser.add_argument("--only", nargs="*", default=None,
+                        choices=["repeatability", "cost", "runtimes", "references", "lut"])
+    parser.add_argument("--samples", type=int, default=50, help="lut: random architectures evaluated")
+    parser.add_argument("--calibration-samples", type=int, default=10, help="lut: other architectures to calibrate on")
+    parser.add_argument("--space", default="auto", help="lut: 'auto' (mnasnet), a space name, or 'refs'")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores available)")
-    parser.add_argument("--max-repeats", type=int, default=50, help="most timed runs per measurement (default 50)")
+    parser.add_argument("--max-repeats", type=int, default=50, help="lut: most timed runs per measurement")
     parser.add_argument("--tolerance", type=float, default=0.02)
-    parser.add_argument("--lut-dir", default=None, help="keep the table here (default: a temporary directory)")
+    parser.add_argument("--lut-dir", default=None, help="lut: keep the table here (default: a temporary directory)")
     parser.add_argument("--interpolation", type=int, default=0, metavar="N",
-                        help="also check N interpolated NetAdapt widths against their measurement (default 0)")
+                        help="lut: also check N interpolated NetAdapt widths against their measurement")
     parser.add_argument("--grid-step", type=int, default=4, help="coarse grid for --interpolation (default 4)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["repeatability", "references", "lut"])
     args = parser.parse_args()
+    sections = args.only if args.only is not None else ["repeatability", "cost", "runtimes", "references"]
 
-    backend = MindSporeBackend("CPU", resolution=args.resolution, threads=args.threads, max_repeats=args.max_repeats,
-                               tolerance=args.tolerance)
-    stamp = backend.stamp()
-    print(f"device: {stamp.describe()}")
-    figures: dict = {"args": vars(args), "stamp": stamp.to_dict()}
+    figures: dict = {"args": vars(args)}
     started = time.perf_counter()
-    if "repeatability" not in args.skip:
-        figures["repeatability"] = repeatability(backend, args.processes)
-    if "references" not in args.skip:
-        figures["references"] = references_vs_pixel1(backend)
-    if "lut" not in args.skip:
-        if args.lut_dir:
-            figures["lut"] = lut_accuracy(backend, args, Path(args.lut_dir))
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-lut-") as folder:
-                figures["lut"] = lut_accuracy(backend, args, Path(folder) / "lut")
-    if args.interpolation > 0:
-        with tempfile.TemporaryDirectory(prefix="bench-grid-") as folder:
-            figures["interpolation"] = interpolation(backend, args, Path(folder) / "lut")
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as folder:
+        os.environ["NAS_CACHE_DIR"] = str(Path(folder) / "cache")  # a fresh anchor store and cache
+        os.environ["NAS_LOCK_DIR"] = str(Path(folder) / "locks")
+        stamp = make_backend(LatencyConfig(cache=False, threads=args.threads)).stamp(resolution=args.resolution)
+        print(f"device: {stamp.describe()}")
+        figures["stamp"] = stamp.to_dict()
+        if "repeatability" in sections:
+            figures["repeatability"] = [repeatability(args, runtime, protocol)
+                                        for runtime in ("onnxruntime", "mindspore") for protocol in ("paired", "plain")]
+        if "cost" in sections:
+            figures["cost"] = cost(args)
+        if "runtimes" in sections:
+            figures["runtimes"] = runtimes(args)
+        if "references" in sections:
+            figures["references"] = references_vs_pixel1(args)
+        if "lut" in sections:
+            backend = MindSporeBackend("CPU", resolution=args.resolution, threads=args.threads,
+                                       max_repeats=args.max_repeats, tolerance=args.tolerance, protocol="plain")
+            figures["lut"] = lut_accuracy(backend, args, Path(args.lut_dir or Path(folder) / "lut"))
+            if args.interpolation > 0:
+                figures["interpolation"] = interpolation(backend, args, Path(folder) / "grid")
+        if args.campaign:
+            figures["campaign"] = campaign(args, Path(folder) / "runs")
     figures["total_s"] = time.perf_counter() - started
-    print(f"total {figures['total_s']:.0f} s, {backend.launches} worker processes")
+    print(f"total {figures['total_s']:.0f} s")
     write_report("latency", figures)
 
 
