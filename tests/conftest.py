@@ -8,14 +8,7 @@ os.environ.setdefault("NAS_SERVER_IDLE_S", "60")  # device servers started by te
 
 import pytest  # noqa: E402
 
-from latency.server import running_servers, stop_server  # noqa: E402
-
-
-def stop_servers() -> None:
-    """Stop the device servers of the current lock directory."""
-    for info in running_servers():
-        if info["alive"]:
-            stop_server(int(info["pid"]))
+from tests.support.latency import stop_servers  # noqa: E402
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from nas.campaign.study import HEARTBEAT_STALE_S, CampaignError
 from nas.spec import ArchSpec
 from nas.spec.profile import profile
 from tests.support.campaign import complete, stored_trials, tiny_config, write_config
-from tests.support.cli import run_nas
+from tests.support.cli import run_nas, run_nas_each
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,10 +71,11 @@ def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
         "controller.yaml": (yaml.safe_dump(tiny_config("existing", controller={"name": "ppo"})),
                             "unknown controller 'ppo'"),
     }
-    for file_name, (text, message) in cases.items():
+    for file_name, (text, _) in cases.items():
         (isolated / file_name).write_text(text)
-        result = run_nas("search", "-c", str(isolated / file_name), "--runs-dir", str(isolated / "runs"),
-                         cwd=isolated)
+    results = run_nas_each([("search", "-c", str(isolated / file_name), "--runs-dir", str(isolated / "runs"))
+                            for file_name in cases], cwd=isolated)
+    for (file_name, (_, message)), result in zip(cases.items(), results, strict=True):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (file_name, result.stderr[-1500:])
         assert len(lines) == 1 and message in lines[0], (file_name, lines)

@@ -26,6 +26,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # measures
 def test_measure_prints_a_stamped_median_and_caches_it(tmp_path, capsys) -> None:
     path = tmp_path / "tiny.yaml"
     path.write_text(tiny_spec().to_yaml())
@@ -66,6 +67,7 @@ def test_an_unbuildable_spec_or_a_corrupt_cache_is_reported_and_untouched(tmp_pa
     assert cache.read_bytes() == b"not a database at all" * 64
 
 
+@pytest.mark.slow  # measures
 def test_build_check_and_predict_a_table(tmp_path, capsys) -> None:
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -10,8 +10,9 @@ from latency.lut import LatencyLUT, build_lut
 from latency.mindspore_backend import MindSporeBackend, OnnxRuntimeBackend
 from latency.pieces import unique_pieces
 from latency.remote import RayLatencyBackend
-from tests.conftest import stop_servers
-from tests.support.latency import FAST, PAIRED, big_spec, tiny_spec
+from tests.support.latency import FAST, PAIRED, big_spec, stop_servers, tiny_spec
+
+pytestmark = pytest.mark.slow  # every case measures a network or starts Ray
 
 BACKENDS = ["mindspore", "paired", "onnxruntime", "cached", "ray"]
 

@@ -76,6 +76,7 @@ def test_the_thread_count_is_part_of_the_stamp() -> None:
     assert MindSporeBackend(resolution=32).stamp().threads == len(os.sched_getaffinity(0))
 
 
+@pytest.mark.slow  # measures
 def test_a_measurement_waits_for_training_and_excludes_it(private_locks) -> None:
     context = mp.get_context("spawn")
     started = context.Event()
@@ -145,6 +146,7 @@ def test_cache_hits_do_not_start_a_worker(tmp_path) -> None:
     assert len(again.samples) > len(first.samples) and cached.cache.count(tiny_spec().arch_id, first.stamp) == 2
 
 
+@pytest.mark.slow  # measures
 def test_pieces_are_measured_in_one_worker_and_a_bad_one_keeps_the_ones_before() -> None:
     backend = MindSporeBackend(**FAST)
     pieces = spec_pieces(tiny_spec(), 16)

@@ -10,9 +10,10 @@ import pytest
 from latency import MeasurementTimeout
 from latency.mindspore_backend import MindSporeBackend
 from latency.server import running_servers
-from tests.conftest import stop_servers
 from tests.support.cli import run_nas
-from tests.support.latency import FAST, tiny_spec
+from tests.support.latency import FAST, stop_servers, tiny_spec
+
+pytestmark = pytest.mark.slow  # every case starts device servers and measures
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Shared pieces of the latency tests: tiny specs and fast measurement settings."""
 from __future__ import annotations
 
+from latency.server import running_servers, stop_server
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, StemSpec
 
 # Few repeats, small inputs: the tests check behaviour, the benchmark checks numbers.
@@ -25,3 +26,10 @@ def big_spec(resolution: int = 32) -> ArchSpec:
               BlockSpec(kind="conv", out=128, kernel=(3,), stride=1, repeats=2))
     return ArchSpec(stem=StemSpec(channels=64, stride=1), blocks=blocks, head=HeadSpec(kind="mnasnet", channels=256),
                     resolution=resolution, num_classes=10, name="big")
+
+
+def stop_servers() -> None:
+    """Stop the device servers of the current lock directory."""
+    for info in running_servers():
+        if info["alive"]:
+            stop_server(int(info["pid"]))

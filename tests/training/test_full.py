@@ -18,7 +18,7 @@ from nas.models.checkpoint import save_weights
 from nas.training.deploy import load_trained
 from nas.training.recipe import load_recipe
 from search_spaces import references
-from tests.support.cli import run_nas
+from tests.support.cli import run_nas, run_nas_each
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "recipes").glob("*.yaml"))
 
@@ -161,7 +161,7 @@ def test_bad_input_is_one_line_exit_2(workdir, tmp_path) -> None:
                   "does not match the spec"))
     cases.append((["export-model", "--spec", spec, "--ckpt", str(tmp_path / "other.ckpt")], "does not match the spec"))
     cases.append((["export-model", "--ckpt", str(tmp_path / "other.ckpt"), "--format", "PNG"], "--format"))
-    for args, message in cases:
-        result = run_nas(*args, cwd=tmp_path)
+    results = run_nas_each([args for args, _ in cases], cwd=tmp_path)
+    for (args, message), result in zip(cases, results, strict=True):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr[-500:])
