@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -182,6 +183,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict:
     # architectures (the same seed) and every one is measured twice, in two campaigns.
     config["controller"]["options"]["batch_size"] = args.campaign_trials
     stored: list[dict[str, dict]] = []
+    work.mkdir(parents=True, exist_ok=True)
     for run in ("a", "b"):
         path = work / f"demo_{run}.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -319,6 +321,8 @@ def main() -> None:
     parser.add_argument("--grid-step", type=int, default=4, help="coarse grid for --interpolation (default 4)")
     args = parser.parse_args()
     sections = args.only if args.only is not None else ["repeatability", "cost", "runtimes", "references"]
+    named = sections + (["campaign"] if args.campaign else [])
+    report = "latency" if args.only is None else "_".join(["latency", *named])
 
     figures: dict = {"args": vars(args)}
     started = time.perf_counter()
@@ -328,26 +332,26 @@ def main() -> None:
         stamp = make_backend(LatencyConfig(cache=False, threads=args.threads)).stamp(resolution=args.resolution)
         print(f"device: {stamp.describe()}")
         figures["stamp"] = stamp.to_dict()
-        if "repeatability" in sections:
-            figures["repeatability"] = [repeatability(args, runtime, protocol)
-                                        for runtime in ("onnxruntime", "mindspore") for protocol in ("paired", "plain")]
-        if "cost" in sections:
-            figures["cost"] = cost(args)
-        if "runtimes" in sections:
-            figures["runtimes"] = runtimes(args)
-        if "references" in sections:
-            figures["references"] = references_vs_pixel1(args)
-        if "lut" in sections:
+        def lut_section() -> dict:
             backend = MindSporeBackend("CPU", resolution=args.resolution, threads=args.threads,
                                        max_repeats=args.max_repeats, tolerance=args.tolerance, protocol="plain")
-            figures["lut"] = lut_accuracy(backend, args, Path(args.lut_dir or Path(folder) / "lut"))
+            found = lut_accuracy(backend, args, Path(args.lut_dir or Path(folder) / "lut"))
             if args.interpolation > 0:
-                figures["interpolation"] = interpolation(backend, args, Path(folder) / "grid")
-        if args.campaign:
-            figures["campaign"] = campaign(args, Path(folder) / "runs")
+                found["interpolation"] = interpolation(backend, args, Path(folder) / "grid")
+            return found
+
+        run: dict[str, Callable[[], Any]] = {
+            "repeatability": lambda: [repeatability(args, runtime, protocol)
+                                      for runtime in ("onnxruntime", "mindspore") for protocol in ("paired", "plain")],
+            "cost": lambda: cost(args), "runtimes": lambda: runtimes(args),
+            "references": lambda: references_vs_pixel1(args), "lut": lut_section,
+            "campaign": lambda: campaign(args, Path(folder) / "runs")}
+        for section in sections + (["campaign"] if args.campaign else []):
+            figures[section] = run[section]()
+            write_report(report, figures)  # after each section: a later failure loses nothing
     figures["total_s"] = time.perf_counter() - started
     print(f"total {figures['total_s']:.0f} s")
-    write_report("latency", figures)
+    write_report(report, figures)
 
 
 if __name__ == "__main__":

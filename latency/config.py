@@ -12,6 +12,7 @@ from pathlib import Path
 
 from latency.cache import CachedBackend, LatencyCache
 from latency.mindspore_backend import MindSporeBackend
+from latency.remote import RayLatencyBackend
 from latency.stamp import MODES, PROTOCOLS, RUNTIMES, parse_device
 from nas.spec.checks import check_bool, check_choice, check_int, check_number, check_text
 
@@ -25,7 +26,9 @@ class LatencyConfig:
     timing protocol (see :class:`~latency.mindspore_backend.MindSporeBackend`).
 
     ``resolution`` ``None`` measures each spec at its own resolution; ``threads`` ``None`` uses
-    every core this process may run on.
+    every core this process may run on. ``address`` (a Ray cluster address) measures on the
+    cluster's device host, through the :class:`~latency.remote.RayLatencyBackend` actor that holds
+    the ``latency_device:<target>`` resource; ``None`` measures on this host.
     """
 
     source: str = "measure"
@@ -45,6 +48,7 @@ class LatencyConfig:
     runtime: str | None = None  # None: onnxruntime on a CPU, mindspore on GPU and Ascend
     max_seconds: float = 30.0
     block_calls: int | None = None
+    address: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("latency.source", self.source, SOURCES)
@@ -73,6 +77,8 @@ class LatencyConfig:
         check_number("latency.max_seconds", self.max_seconds, 0.0, low_open=True)
         if self.block_calls is not None:
             check_int("latency.block_calls", self.block_calls, 1)
+        if self.address is not None:
+            check_text("latency.address", self.address)
 
     @property
     def resolved_runtime(self) -> str:
@@ -85,16 +91,20 @@ class LatencyConfig:
 
 
 def make_backend(config: LatencyConfig, *, resolution: int | None = None, cache_path: str | Path | None = None,
-                 remeasure: bool = False) -> MindSporeBackend | CachedBackend:
+                 remeasure: bool = False) -> MindSporeBackend | RayLatencyBackend | CachedBackend:
     """The measuring backend of ``config`` (``resolution`` overrides the config's), cached per
     device stamp in ``cache_path`` (default ``$NAS_CACHE_DIR/latency.db``) unless ``config.cache``
-    is off."""
-    backend = MindSporeBackend(config.device, batch=config.batch, resolution=resolution or config.resolution,
-                               threads=config.threads, mode=config.mode, warmup=config.warmup,
-                               min_repeats=config.min_repeats, max_repeats=config.max_repeats,
-                               tolerance=config.tolerance, timeout_s=config.timeout_s, protocol=config.protocol,
-                               runtime=config.resolved_runtime, max_seconds=config.max_seconds,
-                               block_calls=config.block_calls)
+    is off. With ``config.address`` it is the Ray device actor of that cluster."""
+    options = {"batch": config.batch, "resolution": resolution or config.resolution, "threads": config.threads,
+               "mode": config.mode, "warmup": config.warmup, "min_repeats": config.min_repeats,
+               "max_repeats": config.max_repeats, "tolerance": config.tolerance, "timeout_s": config.timeout_s,
+               "protocol": config.protocol, "runtime": config.resolved_runtime, "max_seconds": config.max_seconds,
+               "block_calls": config.block_calls}
+    backend: MindSporeBackend | RayLatencyBackend
+    if config.address is not None:
+        backend = RayLatencyBackend(config.device, address=config.address, **options)
+    else:
+        backend = MindSporeBackend(config.device, **options)
     if not config.cache:
         return backend
     return CachedBackend(backend, LatencyCache(cache_path, config.tolerance), remeasure=remeasure)

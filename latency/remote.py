@@ -4,16 +4,21 @@ A device host joins the Ray cluster declaring a custom resource, e.g.
 ``ray start --address=... --resources='{"latency_device:CPU": 1}'``. :class:`RayLatencyBackend`
 starts one actor that requires one unit of that resource, so Ray places it on the device host,
 and at most as many measuring actors exist as the hosts declare units (exclusive across the
-cluster). Inside, the actor runs a :class:`~latency.mindspore_backend.MindSporeBackend`, which
-also takes the host's device lock (exclusive against training on that host). Results carry the
-device host's stamp, not the caller's.
+cluster). Inside, the actor runs a :class:`~latency.mindspore_backend.MindSporeBackend`, so it
+measures through that host's device server, which also takes the host's device lock (exclusive
+against training on that host). Results carry the device host's stamp, not the caller's.
 
-Campaigns and NetAdapt do not use it yet: they measure on the host they run on, through the
-device lock. It serves scripts that measure on a remote device host.
+The actor is named after its resource and settings (namespace ``nas-latency``): every backend of
+the same settings on the cluster, such as one per candidate in each campaign worker, reaches the
+same actor, and Ray runs its calls one at a time. An actor that died (its owner ended, or it
+crashed) is started again once, on the next call. Campaigns use it with ``latency.address``,
+NetAdapt with ``--latency-address``, ``nas latency measure`` with ``--address``.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import socket
 from typing import Any, Iterator, Sequence
@@ -26,6 +31,8 @@ from latency.stamp import DeviceStamp, parse_device
 from nas.runtime.cluster import connect_ray, import_ray
 from nas.spec.arch import ArchSpec
 
+NAMESPACE = "nas-latency"
+
 
 def resource_name(device: str) -> str:
     """The custom Ray resource a device host declares for ``device``, e.g. ``latency_device:CPU``."""
@@ -37,13 +44,15 @@ def resource_name(device: str) -> str:
 def _actor_class():
     ray = import_ray()
 
-    @ray.remote
+    # "probe" answers while a measurement runs; every other call waits for the one before.
+    @ray.remote(concurrency_groups={"probe": 1})
     class LatencyDeviceActor:
         """Holds the device resource and measures with a local MindSporeBackend."""
 
         def __init__(self, device: str, options: dict[str, Any]) -> None:
             self.backend = MindSporeBackend(device, **options)
 
+        @ray.method(concurrency_group="probe")
         def ready(self) -> dict[str, Any]:
             return {"host": socket.gethostname(), "pid": os.getpid()}
 
@@ -79,36 +88,61 @@ class RayLatencyBackend:
     """Measure ``device`` on whichever Ray node offers ``resource`` (default ``latency_device:<target>``).
 
     ``backend_options`` go to the actor's :class:`MindSporeBackend` (batch, resolution, threads,
-    repeats, timeouts). Ray must be initialized (``ray.init(...)``) unless ``address`` is given.
+    protocol, runtime, timeouts). Where this process is not connected to Ray yet, it joins
+    ``address`` (a dead or unreachable address is a :class:`~nas.runtime.cluster.RayClusterError`
+    naming it); in a Ray worker (a campaign's) it uses the cluster it runs on.
     """
 
     def __init__(self, device: str = "CPU", *, resource: str | None = None, address: str | None = None,
                  start_timeout_s: float = 120.0, piece_chunk: int = 16, **backend_options: Any) -> None:
         MindSporeBackend(device, **backend_options)  # validate the options here, not in the actor
         ray = import_ray()
-        if address is not None:
+        if not ray.is_initialized():
+            if address is None:
+                raise DeviceUnavailableError("Ray is not initialized: call ray.init(...) first or pass address=")
             connect_ray(address, num_cpus=1)
-        elif not ray.is_initialized():
-            raise DeviceUnavailableError("Ray is not initialized: call ray.init(...) first or pass address=")
         self.device = device
         self.resource = resource or resource_name(device)
         self.piece_chunk = piece_chunk
+        self.start_timeout_s = start_timeout_s
+        self._options = backend_options
+        digest = hashlib.sha256(json.dumps([device, backend_options], sort_keys=True, default=str).encode())
+        self.name = f"{self.resource}/{digest.hexdigest()[:12]}"
         self._stamps: dict[tuple[int | None, int | None], DeviceStamp] = {}
-        self._actor = _actor_class().options(resources={self.resource: 1}, num_cpus=0,
-                                             max_restarts=0).remote(device, backend_options)
+        self._actor: Any = None
+        self.host = self._start()
+
+    def _start(self) -> dict[str, Any]:
+        """Reach the named actor of these settings (starting it if none runs) and wait until it is placed."""
+        ray = import_ray()
+        self._actor = _actor_class().options(name=self.name, namespace=NAMESPACE, get_if_exists=True,
+                                             resources={self.resource: 1}, num_cpus=0,
+                                             max_restarts=0).remote(self.device, self._options)
         try:
-            self.host = ray.get(self._actor.ready.remote(), timeout=start_timeout_s)
+            return ray.get(self._actor.ready.remote(), timeout=self.start_timeout_s)
         except ray.exceptions.GetTimeoutError:
             ray.kill(self._actor)
+            self._actor = None
             raise DeviceUnavailableError(f"no Ray node offers the resource {self.resource!r} (waited "
-                                         f"{start_timeout_s:g} s); start the device host with "
+                                         f"{self.start_timeout_s:g} s); start the device host with "
                                          f"--resources='{{\"{self.resource}\": 1}}'") from None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """``method`` on the actor; an actor that died since is started again, once."""
+        ray = import_ray()
+        if self._actor is None:
+            self.host = self._start()
+        try:
+            return ray.get(getattr(self._actor, method).remote(*args))
+        except ray.exceptions.RayActorError:
+            self.host = self._start()
+            return ray.get(getattr(self._actor, method).remote(*args))
 
     def __repr__(self) -> str:
         return f"RayLatencyBackend(device={self.device!r}, resource={self.resource!r}, host={self.host})"
 
     def close(self) -> None:
-        """Release the actor (and with it the device resource)."""
+        """End the actor (and with it the device resource); a later call starts it again."""
         if self._actor is not None:
             import_ray().kill(self._actor)
             self._actor = None
@@ -121,20 +155,20 @@ class RayLatencyBackend:
 
     @property
     def launches(self) -> int:
-        """Worker processes the remote backend has started."""
-        return import_ray().get(self._actor.launches.remote())
+        """Device server starts of the remote backend."""
+        return int(self._call("launches"))
 
     def stamp(self, spec: ArchSpec | None = None, *, resolution: int | None = None) -> DeviceStamp:
         memo_key = (resolution, spec.resolution if spec is not None else None)
         if memo_key not in self._stamps:
-            self._stamps[memo_key] = import_ray().get(self._actor.stamp.remote(spec, resolution))
+            self._stamps[memo_key] = self._call("stamp", spec, resolution)
         return self._stamps[memo_key]
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         return self.measure_many([spec])[0]
 
     def measure_iter(self, specs: Sequence[ArchSpec]) -> Iterator[tuple[int, LatencyResult]]:
-        outcomes = import_ray().get(self._actor.measure_many.remote(list(specs)))
+        outcomes = self._call("measure_many", list(specs))
         for index, (status, value) in enumerate(outcomes):
             if status == "error":
                 raise value
@@ -146,9 +180,7 @@ class RayLatencyBackend:
     def measure_pieces(self, pieces: Sequence[Piece], resolution: int) -> Iterator[tuple[Piece, LatencyResult]]:
         pieces = list(pieces)
         for start in range(0, len(pieces), self.piece_chunk):
-            outcomes = import_ray().get(self._actor.measure_pieces.remote(pieces[start:start + self.piece_chunk],
-                                                                    resolution))
-            for status, value in outcomes:
+            for status, value in self._call("measure_pieces", pieces[start:start + self.piece_chunk], resolution):
                 if status == "error":
                     raise value
                 yield value

@@ -50,6 +50,7 @@ class NetAdaptConfig:
     latency_batch: int = 1
     latency_threads: int | None = None
     latency_repeats: int = 3
+    latency_address: str | None = None  # a Ray cluster whose device host measures (see latency.remote)
     device: str = "CPU"
     workers: int = 2
     seed: int = 0
@@ -93,6 +94,8 @@ class NetAdaptConfig:
         if self.latency_threads is not None:
             check_int("netadapt.latency_threads", self.latency_threads, 1)
         check_int("netadapt.latency_repeats", self.latency_repeats, 1, 25)
+        if self.latency_address is not None:
+            check_text("netadapt.latency_address", self.latency_address)
         check_text("netadapt.device", self.device)
         check_int("netadapt.workers", self.workers, 1)
         check_int("netadapt.seed", self.seed, 0)

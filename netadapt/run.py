@@ -197,6 +197,9 @@ class NetAdapt:
         self.predictor = predictor
         self.meter = meter
         self.lut_dir = Path(lut_dir) if lut_dir is not None else None
+        if config.latency_address is not None and ray_address is not None and config.latency_address != ray_address:
+            raise NasError(f"netadapt.latency_address {config.latency_address!r} and --ray-address {ray_address!r} "
+                           "differ: one process joins one Ray cluster; give the same address or drop one")
         self.ray_address = ray_address
         self.log = log
         self.history = History(self.out)
@@ -209,7 +212,7 @@ class NetAdapt:
     def _make_meter(self, spec: ArchSpec) -> LatencyMeter:
         settings = LatencyConfig(device=self.config.device, batch=self.config.latency_batch,
                                  resolution=self._latency_resolution(spec), threads=self.config.latency_threads,
-                                 cache=False)
+                                 address=self.config.latency_address, cache=False)
         return BackendMeter(make_backend(settings))
 
     def _make_predictor(self, spec: ArchSpec) -> LatencyPredictor:

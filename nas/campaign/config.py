@@ -13,6 +13,7 @@ Sections (every key optional except ``name``)::
     workers: 2
     storage: null                 # SQLAlchemy URL; default sqlite:///<run dir>/study.db
     address: null                 # Ray: null starts a local cluster; "auto" or host:port joins one
+                                  # (latency.address: the same address measures on its device host)
     retries: 1                    # re-runs of a trial whose worker died
 
 ``latency`` is a :class:`latency.config.LatencyConfig`; a campaign measures more lightly than
@@ -130,6 +131,10 @@ class CampaignConfig:
         check_int("seed", self.seed, 0)
         check_int("workers", self.workers, 1)
         check_int("retries", self.retries, 0)
+        if self.latency.address is not None and self.latency.address != self.address:
+            raise FieldError("latency.address", self.latency.address,
+                             f"must be the campaign's own Ray cluster (address: {self.address!r}); its workers "
+                             "measure through the device actor of the cluster they run on")
 
     def run_dir(self, runs_dir: str | Path = "runs") -> Path:
         return Path(runs_dir) / self.name

@@ -21,6 +21,7 @@ from latency.lut import (
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
 from latency.protocol import ANCHOR
+from latency.remote import RayLatencyBackend
 from latency.sampling import source_specs
 from latency.server import running_servers, stop_server
 from latency.stamp import PROTOCOLS, RUNTIMES
@@ -45,7 +46,8 @@ def _progress(label: str) -> Callable[[int, int, Any], None]:
 
 def _settings(args: argparse.Namespace, **fields: Any) -> LatencyConfig:
     """The latency settings of the command line (``fields`` fix what the command decides)."""
-    device = {"device": args.device, "batch": args.batch, "resolution": args.resolution, "threads": args.threads}
+    device = {"device": args.device, "batch": args.batch, "resolution": args.resolution, "threads": args.threads,
+              "address": args.address}
     timing = {"warmup": args.warmup, "min_repeats": args.min_repeats, "max_repeats": args.max_repeats,
               "tolerance": args.tolerance, "timeout_s": args.timeout, "protocol": args.protocol,
               "runtime": args.runtime, "max_seconds": args.max_seconds}
@@ -53,10 +55,10 @@ def _settings(args: argparse.Namespace, **fields: Any) -> LatencyConfig:
     return LatencyConfig(**{**device, **timing, **cache, **fields})
 
 
-def _bare(settings: LatencyConfig) -> MindSporeBackend:
+def _bare(settings: LatencyConfig) -> MindSporeBackend | RayLatencyBackend:
     """The uncached backend of ``settings`` (pieces are cached by the table, not the cache)."""
     backend = make_backend(dataclasses.replace(settings, cache=False))
-    assert isinstance(backend, MindSporeBackend)
+    assert isinstance(backend, (MindSporeBackend, RayLatencyBackend))
     return backend
 
 
@@ -226,6 +228,9 @@ def _device_options(parser: argparse.ArgumentParser, resolution_default: int | N
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--resolution", type=int, default=resolution_default, help=resolution_help)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores available)")
+    parser.add_argument("--address", default=None,
+                        help="measure on the device host of this Ray cluster (one started with ray start "
+                             "--resources='{\"latency_device:CPU\": 1}'); default: this host")
     _timing_options(parser)
 
 

@@ -70,6 +70,10 @@ def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
         "space.yaml": (yaml.safe_dump(tiny_config("existing", space={"name": "resnet"})), "unknown space 'resnet'"),
         "controller.yaml": (yaml.safe_dump(tiny_config("existing", controller={"name": "ppo"})),
                             "unknown controller 'ppo'"),
+        "latency_address.yaml": (yaml.safe_dump(tiny_config("existing", latency={"address": "127.0.0.1:9"})),
+                                 "latency.address: must be the campaign's own Ray cluster"),
+        "runtime.yaml": (yaml.safe_dump(tiny_config("existing", latency={"runtime": "tflite"})), "latency.runtime"),
+        "device.yaml": (yaml.safe_dump(tiny_config("existing", latency={"device": "TPU"})), "unknown device 'TPU'"),
     }
     for file_name, (text, _) in cases.items():
         (isolated / file_name).write_text(text)
@@ -325,11 +329,12 @@ def test_address_joins_an_existing_ray_cluster(isolated, monkeypatch) -> None:
     ray = str(Path(sys.executable).parent / "ray")
     env = dict(os.environ, GLOG_v="3", RAY_USAGE_STATS_ENABLED="0")
     subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
-    try:
-        config = write_config(isolated, "joined", budget={"trials": 1})
-        result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"),
-                         "--address", f"127.0.0.1:{port}")
+                    "--disable-usage-stats", '--resources={"latency_device:CPU": 1}'],
+                   check=True, env=env, capture_output=True, timeout=180)
+    try:  # latency comes from the cluster's device actor (this host offers latency_device:CPU)
+        config = write_config(isolated, "joined", budget={"trials": 1}, latency={"address": f"127.0.0.1:{port}"},
+                              address=f"127.0.0.1:{port}")
+        result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"))
         assert result.returncode == 0, result.stderr[-3000:]
         assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
         status = subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=dict(env, RAY_AUTH_MODE="token"),
@@ -338,9 +343,9 @@ def test_address_joins_an_existing_ray_cluster(isolated, monkeypatch) -> None:
         assert status.returncode == 0  # the campaign joined the cluster and left it running
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
-    config = write_config(isolated, "joined", budget={"trials": 2})
-    result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"),
-                     "--address", f"127.0.0.1:{port}")
+    config = write_config(isolated, "joined", budget={"trials": 2}, latency={"address": f"127.0.0.1:{port}"},
+                          address=f"127.0.0.1:{port}")
+    result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"))
     assert result.returncode == 2
     assert f"address '127.0.0.1:{port}': no Ray cluster answers there" in result.stderr.strip().splitlines()[-1]
     assert len(complete(stored_trials(isolated / "runs" / "joined", "joined"))) == 1
