@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from typing import Any, Iterator, Sequence
 
 from latency.errors import DeviceUnavailableError
@@ -32,6 +33,7 @@ from nas.runtime.cluster import connect_ray, import_ray
 from nas.spec.arch import ArchSpec
 
 NAMESPACE = "nas-latency"
+START_ATTEMPTS = 5  # a dead actor's name is released within a few seconds
 
 
 def resource_name(device: str) -> str:
@@ -113,19 +115,30 @@ class RayLatencyBackend:
         self.host = self._start()
 
     def _start(self) -> dict[str, Any]:
-        """Reach the named actor of these settings (starting it if none runs) and wait until it is placed."""
+        """Reach the named actor of these settings (starting it if none runs) and wait until it is placed.
+
+        A name can still point at an actor that just died (the cluster has not released it yet):
+        then it asks again, a few times, a second apart."""
         ray = import_ray()
-        self._actor = _actor_class().options(name=self.name, namespace=NAMESPACE, get_if_exists=True,
-                                             resources={self.resource: 1}, num_cpus=0,
-                                             max_restarts=0).remote(self.device, self._options)
-        try:
-            return ray.get(self._actor.ready.remote(), timeout=self.start_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            ray.kill(self._actor)
-            self._actor = None
-            raise DeviceUnavailableError(f"no Ray node offers the resource {self.resource!r} (waited "
-                                         f"{self.start_timeout_s:g} s); start the device host with "
-                                         f"--resources='{{\"{self.resource}\": 1}}'") from None
+        for attempt in range(START_ATTEMPTS):
+            self._actor = _actor_class().options(name=self.name, namespace=NAMESPACE, get_if_exists=True,
+                                                 resources={self.resource: 1}, num_cpus=0,
+                                                 max_restarts=0).remote(self.device, self._options)
+            try:
+                return ray.get(self._actor.ready.remote(), timeout=self.start_timeout_s)
+            except ray.exceptions.RayActorError as error:
+                if attempt + 1 == START_ATTEMPTS:
+                    self._actor = None
+                    raise DeviceUnavailableError(f"the device actor {self.name!r} died {START_ATTEMPTS} times as it "
+                                                 f"started: {str(error).splitlines()[0]}") from None
+                time.sleep(1.0)
+            except ray.exceptions.GetTimeoutError:
+                break
+        ray.kill(self._actor)
+        self._actor = None
+        raise DeviceUnavailableError(f"no Ray node offers the resource {self.resource!r} (waited "
+                                     f"{self.start_timeout_s:g} s); start the device host with "
+                                     f"--resources='{{\"{self.resource}\": 1}}'")
 
     def _call(self, method: str, *args: Any) -> Any:
         """``method`` on the actor; an actor that died since is started again, once."""

@@ -296,16 +296,29 @@ class DeviceServer:
         return True
 
 
-def running_servers() -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ServerRecord:
+    """A device server this host's lock directory knows of: its key, process, start time and
+    settings (as it saved them), and whether the process still runs."""
+
+    key: str
+    pid: int
+    alive: bool
+    started: float
+    settings: dict[str, Any]
+
+
+def running_servers() -> list[ServerRecord]:
     """The servers this host's lock directory knows of, with their saved settings."""
     found = []
     for path in sorted(servers_dir().glob("*.json")):
         try:
             info = json.loads(path.read_text())
-        except (OSError, ValueError):
+            pid = int(info.get("pid", -1))
+        except (OSError, ValueError, TypeError, AttributeError):
             continue
-        alive = _alive(int(info.get("pid", -1)))
-        found.append({**info, "key": path.stem, "alive": alive})
+        found.append(ServerRecord(key=path.stem, pid=pid, alive=_alive(pid), started=float(info.get("started", 0.0)),
+                                  settings=dict(info.get("settings") or {})))
     return found
 
 

@@ -88,16 +88,16 @@ def _server(args: argparse.Namespace) -> int:
         if not servers:
             print("no device server has run on this host (lock directory: see NAS_LOCK_DIR)")
         for info in servers:
-            settings = info.get("settings", {})
-            state = "running" if info["alive"] else "gone"
-            print(f"{info['key']}  {state}  pid {info.get('pid')}  {settings.get('device')} "
+            settings = info.settings
+            state = "running" if info.alive else "gone"
+            print(f"{info.key}  {state}  pid {info.pid}  {settings.get('device')} "
                   f"{settings.get('runtime')} threads {settings.get('threads')} batch {settings.get('batch')}  "
-                  f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}")
+                  f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.started))}")
         return 0
     stopped = 0
     for info in servers:
-        if info["alive"]:
-            stop_server(int(info["pid"]))
+        if info.alive:
+            stop_server(info.pid)
             stopped += 1
     print(f"stopped {stopped} device server(s)")
     return 0

@@ -58,10 +58,12 @@ def test_backends_of_the_same_settings_share_one_actor_and_a_dead_one_is_started
         time.sleep(1)
         again = first.measure(spec)
         assert again.median_ms > 0 and first.host["pid"] != second.host["pid"]
+        first.close()  # ends the shared actor and frees the device resource...
         other = RayLatencyBackend("CPU", address=address, start_timeout_s=60, **{**FAST, "min_repeats": 11})
-        assert other.name != first.name  # other settings, another actor
+        assert other.name != first.name and other.measure(spec).median_ms > 0  # ...for other settings' actor
         other.close()
-        first.close()
+        assert second.measure(spec).median_ms > 0  # a later call starts the shared one again
+        second.close()
     finally:
         ray.shutdown()
 

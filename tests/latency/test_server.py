@@ -30,13 +30,13 @@ def test_one_server_serves_every_backend_of_the_same_settings() -> None:
     results = [first.measure(tiny_spec()), second.measure(tiny_spec(mid=24)), first.measure(tiny_spec(mid=32))]
     assert all(result.estimate_ms > 0 for result in results)
     assert first.launches + second.launches == 1
-    servers = [info for info in running_servers() if info["alive"]]
-    assert len(servers) == 1 and servers[0]["settings"]["threads"] == first.threads
+    servers = [info for info in running_servers() if info.alive]
+    assert len(servers) == 1 and servers[0].settings["threads"] == first.threads
     status = first.server.status()
     assert status is not None and status["served"] == 3 and status["cells"] <= status["settings"]["keep_cells"]
     other = MindSporeBackend(resolution=16, threads=1 if first.threads > 1 else 2, **FAST)
     other.measure(tiny_spec())  # other threads: a server of its own
-    assert other.launches == 1 and len([info for info in running_servers() if info["alive"]]) == 2
+    assert other.launches == 1 and len([info for info in running_servers() if info.alive]) == 2
 
 
 def test_compiled_networks_are_evicted_so_memory_stays_bounded() -> None:
@@ -65,7 +65,7 @@ def test_the_cli_shows_and_stops_the_servers(tmp_path) -> None:
     assert shown.returncode == 0 and "running" in shown.stdout and "mindspore" in shown.stdout
     stopped = run_nas("latency", "server", "stop")
     assert stopped.returncode == 0 and "stopped 1 device server(s)" in stopped.stdout
-    assert not any(info["alive"] for info in running_servers())
+    assert not any(info.alive for info in running_servers())
 
 
 @pytest.mark.parametrize("argv,message", [

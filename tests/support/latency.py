@@ -31,5 +31,5 @@ def big_spec(resolution: int = 32) -> ArchSpec:
 def stop_servers() -> None:
     """Stop the device servers of the current lock directory."""
     for info in running_servers():
-        if info["alive"]:
-            stop_server(int(info["pid"]))
+        if info.alive:
+            stop_server(info.pid)
