@@ -14,7 +14,7 @@ from search_spaces import references
 
 
 def _train_step(net, batch: int, resolution: int, classes: int):
-    import mindspore as ms
+    import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
     import numpy as np
     from mindspore import nn
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours / MindCV")
     args = parser.parse_args()
 
-    import mindcv
+    import mindcv  # optional (the dev extra): only the engine comparison needs it
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import write_report
+from nas.campaign.config import default_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +33,7 @@ def _nas(*args: str, cwd: Path) -> float:
 
 
 def _campaign(folder: Path, name: str, workers: int, trials: int) -> dict:
-    import optuna
+    import optuna  # heavy: only this function reads the study
 
     config = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     config.update(name=name, workers=workers)
@@ -40,7 +41,7 @@ def _campaign(folder: Path, name: str, workers: int, trials: int) -> dict:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     wall = _nas("search", "-c", str(path), "--runs-dir", str(folder / "runs"), cwd=folder)
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'runs' / name / 'study.db'}")
+    study = optuna.load_study(study_name=name, storage=default_storage(folder / "runs" / name))
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     inside = sum(t.user_attrs.get("total_seconds", 0.0) for t in done if "reused_from" not in t.user_attrs)
     evaluated = sum(1 for t in done if "reused_from" not in t.user_attrs)

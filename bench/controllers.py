@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--rl-entropy-weight", type=float, default=None)
     args = parser.parse_args()
 
-    import optuna
+    import optuna  # heavy: only the Optuna samplers' section needs it
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     checkpoints = sorted(int(value) for value in args.checkpoints.split(","))

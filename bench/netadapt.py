@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, write_report
-from latency.mindspore_backend import MindSporeBackend
+from latency.config import LatencyConfig, make_backend
 from nas.campaign.plots import draw_trajectory
 from nas.models.builder import build_network
 from nas.models.checkpoint import save_weights
@@ -53,7 +53,7 @@ SMOKE = {"width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95
 def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple[Path, float, float]:
     """Train from scratch (cosine LR, short warm-up); return the checkpoint, held-out top-1 and seconds.
     The held-out split is NetAdapt's (same data seed and fraction)."""
-    import mindspore as ms
+    import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
 
     ms.set_context(mode=ms.GRAPH_MODE)
     data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
@@ -87,7 +87,7 @@ def _latency_at_accuracy(curve: list[tuple[float, float]], accuracy: float) -> f
 
 
 def _plot(path: Path, run_dir: Path, netadapt_points: list[dict], baselines: list[dict]) -> None:
-    import matplotlib
+    import matplotlib  # heavy: only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -143,7 +143,7 @@ def main() -> None:
         for key, value in SMOKE.items():
             setattr(args, key, value)
 
-    import mindspore as ms
+    import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
 
     ms.set_context(mode=ms.GRAPH_MODE)
     work = Path(args.work)
@@ -171,7 +171,7 @@ def main() -> None:
                             resolution=args.resolution,
                             latency_resolution=args.latency_resolution, workers=args.workers, seed=args.seed,
                             lut_grid_step=args.lut_grid_step, lut_calibration=args.lut_calibration)
-    backend = MindSporeBackend("CPU", resolution=args.latency_resolution)
+    backend = make_backend(LatencyConfig(resolution=args.latency_resolution, cache=False))  # NetAdapt's own settings
     meter = BackendMeter(backend)
     started = time.perf_counter()
     lut = build_netadapt_lut(work / "lut", seed_spec, backend, step=config.step_multiple,

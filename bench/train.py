@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench.common import write_report
 from nas.models.builder import build_network
 from nas.training.config import DataConfig, TrainConfig
@@ -28,7 +30,7 @@ from search_spaces import references
 
 
 def _engine_throughput(args: argparse.Namespace) -> dict:
-    import mindcv
+    import mindcv  # optional (the dev extra): only the engine comparison needs it
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -84,8 +86,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the msrun comparison")
     args = parser.parse_args()
     figures: dict = {"args": vars(args), "engine": _engine_throughput(args)}
-
-    import yaml
 
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from latency.stamp import DeviceStamp
+from nas.spec.checks import check_bool, check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,10 @@ class LatencyResult:
             object.__setattr__(self, "estimate_ms", self.median_ms)
         for name in ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "estimate_ms", "ci_low_ms", "ci_high_ms",
                      "anchor_ms"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"result.{name}: must be a finite non-negative number (got {value!r})")
-        for name in ("repeats", "blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "repeats" else 0):
-                raise ValueError(f"result.{name}: must be a {'positive' if name == 'repeats' else 'non-negative'} "
-                                 f"integer (got {value!r})")
-        if not isinstance(self.precise, bool):
-            raise ValueError(f"result.precise: must be true or false (got {self.precise!r})")
+            check_number(f"result.{name}", getattr(self, name), 0.0)
+        check_int("result.repeats", self.repeats, 1)
+        check_int("result.blocks", self.blocks, 0)
+        check_bool("result.precise", self.precise)
         if not isinstance(self.stamp, DeviceStamp):
             raise ValueError(f"result.stamp: must be a DeviceStamp (got {type(self.stamp).__name__})")
         object.__setattr__(self, "samples", tuple(float(value) for value in self.samples))

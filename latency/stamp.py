@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from latency.errors import UnknownDeviceError
+from nas.spec.checks import check_int
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 MODES = ("GRAPH", "PYNATIVE")
@@ -133,9 +134,7 @@ class DeviceStamp:
         if self.device not in DEVICE_TARGETS:
             raise UnknownDeviceError(f"unknown device {self.device!r}; known: {list(DEVICE_TARGETS)}")
         for name in ("cores", "threads", "batch", "resolution"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"stamp.{name}: must be a positive integer (got {value!r})")
+            check_int(f"stamp.{name}", getattr(self, name), 1)
         if self.mode not in MODES:
             raise ValueError(f"stamp.mode: must be one of {list(MODES)} (got {self.mode!r})")
         if self.runtime not in RUNTIMES:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from latency.stamp import RUNTIMES
 from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.config import build_dataclass, read_yaml
 from nas.spec.errors import ConfigError, FieldError
@@ -51,6 +52,7 @@ class NetAdaptConfig:
     latency_threads: int | None = None
     latency_repeats: int = 3
     latency_address: str | None = None  # a Ray cluster whose device host measures (see latency.remote)
+    latency_runtime: str | None = None  # None: the device's default (onnxruntime on a CPU; see latency.config)
     device: str = "CPU"
     workers: int = 2
     seed: int = 0
@@ -96,6 +98,8 @@ class NetAdaptConfig:
         check_int("netadapt.latency_repeats", self.latency_repeats, 1, 25)
         if self.latency_address is not None:
             check_text("netadapt.latency_address", self.latency_address)
+        if self.latency_runtime is not None:
+            check_choice("netadapt.latency_runtime", self.latency_runtime, RUNTIMES)
         check_text("netadapt.device", self.device)
         check_int("netadapt.workers", self.workers, 1)
         check_int("netadapt.seed", self.seed, 0)

@@ -41,6 +41,7 @@ import mindspore as ms
 import yaml
 
 from latency.config import LatencyConfig, make_backend
+from latency.errors import StampMismatchError
 from latency.lut import LatencyLUT
 from nas.models.builder import build_network
 from nas.models.checkpoint import CheckpointError, load_weights, save_weights
@@ -212,7 +213,8 @@ class NetAdapt:
     def _make_meter(self, spec: ArchSpec) -> LatencyMeter:
         settings = LatencyConfig(device=self.config.device, batch=self.config.latency_batch,
                                  resolution=self._latency_resolution(spec), threads=self.config.latency_threads,
-                                 address=self.config.latency_address, cache=False)
+                                 address=self.config.latency_address, runtime=self.config.latency_runtime,
+                                 cache=False)
         return BackendMeter(make_backend(settings))
 
     def _make_predictor(self, spec: ArchSpec) -> LatencyPredictor:
@@ -222,6 +224,7 @@ class NetAdapt:
             if lut.resolution != resolution:
                 raise NasError(f"look-up table {str(self.lut_dir)!r} was measured at {lut.resolution} px, but latency "
                                f"is measured at {resolution} px here (--latency-resolution)")
+            self._check_stamp(lut, resolution)
             return LUTPredictor(lut)
         backend = getattr(self.meter, "backend", None)
         if backend is None or not hasattr(backend, "measure_pieces"):
@@ -230,6 +233,18 @@ class NetAdapt:
                                  options=self.config.target_options(), grid_step=self.config.lut_grid_step,
                                  calibration=self.config.lut_calibration, seed=self.config.seed, log=self.log)
         return LUTPredictor(lut)
+
+    def _check_stamp(self, lut: LatencyLUT, resolution: int) -> None:
+        """A table measured under another stamp (runtime, threads, batch, machine) predicts another
+        device's relative changes: refuse it, naming both stamps."""
+        backend = getattr(self.meter, "backend", None)
+        if backend is None or not hasattr(backend, "stamp"):
+            return  # a meter without a stamp (a caller's own): nothing to compare
+        stamp = backend.stamp(resolution=resolution)
+        if stamp.key != lut.stamp.key:
+            raise StampMismatchError(f"look-up table {str(self.lut_dir)!r} was measured under stamp [{lut.stamp.key}], "
+                                     f"but latency is measured under [{stamp.key}] here; build the table with the "
+                                     "same settings (runtime, threads, batch) or leave out --lut")
 
     def _data_config(self, spec: ArchSpec, source: str) -> DataConfig:
         return DataConfig(source=source, resolution=spec.resolution, held_out=self.config.held_out,

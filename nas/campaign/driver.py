@@ -14,6 +14,7 @@ The run directory is described in :mod:`nas.campaign.rundir`, the study in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
@@ -26,11 +27,13 @@ from typing import Any, Callable
 
 from controllers import Failed, StudyController, UnknownControllerError, controller_names, load_state, save_state
 from controllers.optuna_bridge import study_controller
+from latency.stamp import device_name
 from nas.campaign.config import CampaignConfig
 from nas.campaign.evaluate import Evaluation, evaluate_candidate
 from nas.campaign.results import trials_frame, write_tables
 from nas.campaign.rundir import RunDir
 from nas.campaign.study import INTERRUPTED, RUNNING, CampaignError, CampaignStudy, check_storage
+from nas.runtime.devicelock import device_lock
 from nas.runtime.pool import JobPool, Outcome
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
@@ -49,6 +52,7 @@ class Progress:
     failed: int = 0
     failed_now: int = 0
     reused: int = 0
+    imprecise: int = 0  # finished trials whose latency interval stayed wider than the tolerance
     best: float = float("nan")
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
@@ -61,8 +65,10 @@ class Progress:
         else:
             eta = "?"
         best = f"{self.best:.4f}" if self.best == self.best else "-"
-        return (f"[{self.finished}/{self.budget}] failed {self.failed}  reused {self.reused}  running {in_flight}  "
-                f"best reward {best}  elapsed {(time.monotonic() - self.started) / 60:.1f} min  ETA {eta}")
+        imprecise = f"  imprecise latency {self.imprecise}" if self.imprecise else ""
+        return (f"[{self.finished}/{self.budget}] failed {self.failed}  reused {self.reused}{imprecise}  "
+                f"running {in_flight}  best reward {best}  "
+                f"elapsed {(time.monotonic() - self.started) / 60:.1f} min  ETA {eta}")
 
 
 @dataclass(frozen=True)
@@ -256,7 +262,8 @@ class Campaign:
                         raise KeyboardInterrupt
                     while len(in_flight()) < config.workers and not deadline_passed() and (
                             self.to_rerun or open_slots() > 0):
-                        job = self._next_job(progress)
+                        with self._quiet():
+                            job = self._next_job(progress)
                         if job is None:
                             continue
                         arch = job.arch_id
@@ -273,7 +280,8 @@ class Campaign:
                         break
                     assert pool is not None  # something is in flight
                     for outcome in pool.wait(timeout=1.0):
-                        self._settle(outcome, progress, evaluated, waiting, submit, len(in_flight()))
+                        with self._quiet():
+                            self._settle(outcome, progress, evaluated, waiting, submit, len(in_flight()))
                     self.study.heartbeat()
                 else:
                     raise CampaignError(f"the search loop reached its bound of {max_passes} passes; "
@@ -292,6 +300,14 @@ class Campaign:
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
+
+    def _quiet(self) -> contextlib.AbstractContextManager[None]:
+        """The driver's own computing (the controller's ask and tell, such as the RL policy's
+        sampling and PPO update, and the bookkeeping) holds the device lock shared, as training
+        does, so a measurement on this host never times beside it."""
+        if self.config.latency.source == "lut":
+            return contextlib.nullcontext()
+        return device_lock(device_name(self.config.latency.device), exclusive=False)
 
     def _settle(self, outcome: Outcome[CandidateJob], progress: Progress,
                 evaluated: dict[str, tuple[int, dict[str, Any]]], waiting: dict[str, list[CandidateJob]],
@@ -346,6 +362,11 @@ class Campaign:
             progress.reused += 1
         else:
             progress.durations.append(time.monotonic() - job.submitted)
+            if evaluation.latency_precise is False:
+                progress.imprecise += 1
+                self.log(f"trial {job.trial}: latency {evaluation.latency_ms:.3f} ms is imprecise (interval "
+                         f"{evaluation.latency_ci_low_ms:.3f}-{evaluation.latency_ci_high_ms:.3f} ms, wider than the "
+                         "tolerance after a second measurement); stored with latency_precise = false")
         self.controller.tell(job.trial, self._value(evaluation, reward), user_attrs=attrs)
         self._save_state()
         progress.finished += 1

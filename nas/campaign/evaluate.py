@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from latency.cache import CachedBackend
 from latency.config import LatencyConfig, make_backend
 from latency.lut import LatencyLUT
+from latency.protocol import pool
 from latency.stamp import device_name
 from nas.campaign.config import EvaluatorConfig
 from nas.runtime.devicelock import device_lock
@@ -74,8 +76,15 @@ class Evaluation(LatencyRecord):
         return _from_attrs(cls, attrs)
 
 
+IMPRECISE_RETRIES = 1  # extra measurements of a result whose interval is wider than the tolerance
+
+
 def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> LatencyRecord:
-    """Latency of ``spec`` at ``resolution``: measured, predicted from the LUT, or both."""
+    """Latency of ``spec`` at ``resolution``: measured, predicted from the LUT, or both.
+
+    A measurement whose interval stays wider than the tolerance is measured once more and the two
+    pooled (more blocks narrow the interval); if it is still imprecise, ``latency_precise`` says so
+    on the trial and the progress line counts it."""
     started = time.perf_counter()
     spec = spec.replace(resolution=resolution)
     lut_ms = None
@@ -93,6 +102,11 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
     backend = make_backend(latency, resolution=resolution)
     try:
         result = backend.measure(spec)
+        for _ in range(IMPRECISE_RETRIES):  # bounded: an imprecise result is measured again, pooled
+            if result.precise:
+                break
+            again = backend.measure(spec)  # a CachedBackend pools it with the stored blocks itself
+            result = again if isinstance(backend, CachedBackend) else pool(result, again, latency.tolerance)
     finally:
         cache = getattr(backend, "cache", None)  # a CachedBackend's SQLite connection
         if cache is not None:

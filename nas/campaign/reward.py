@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from nas.spec.checks import check_number, is_number
+from nas.spec.checks import check_number
 from nas.spec.config import build_dataclass
 from nas.spec.errors import FieldError
 
@@ -38,21 +38,8 @@ def mnas_exponent(relative_gain: float = 0.05, latency_factor: float = 2.0) -> f
     return -math.log1p(relative_gain) / math.log(latency_factor)
 
 
-def _finite(name: str, value: Any) -> float:
-    if not is_number(value):
-        raise ValueError(f"{name} must be a finite number (got {value!r})")
-    return float(value)
-
-
-def _positive(name: str, value: Any) -> float:
-    number = _finite(name, value)
-    if number <= 0:
-        raise ValueError(f"{name} must be positive (got {value!r})")
-    return number
-
-
 def _exponent(name: str, value: Any) -> float:
-    number = _finite(name, value)
+    number = check_number(name, value)
     if number > 0:
         raise ValueError(f"{name} must be <= 0: a positive exponent would reward slower models (got {value!r})")
     return number
@@ -65,8 +52,9 @@ def reward(accuracy: float, latency_ms: float, target_ms: float, kind: str = "so
     ``alpha``/``beta`` override the exponents (``soft``, ``hard``), the penalty slope (``abs``)
     or the exponent (``mnas_hard``). A non-positive latency or target raises ``ValueError``.
     """
-    quality = _finite("accuracy", accuracy)
-    ratio = _positive("latency_ms", latency_ms) / _positive("target_ms", target_ms)
+    quality = check_number("accuracy", accuracy)
+    latency = check_number("latency_ms", latency_ms, 0.0, low_open=True)
+    ratio = latency / check_number("target_ms", target_ms, 0.0, low_open=True)
     if kind == "soft":
         low = _exponent("alpha", w if alpha is None else alpha)
         high = _exponent("beta", w if beta is None else beta)
@@ -78,7 +66,7 @@ def reward(accuracy: float, latency_ms: float, target_ms: float, kind: str = "so
     if alpha is not None:
         raise ValueError(f"reward kind {kind!r} takes no alpha (got {alpha!r})")
     if kind == "abs":
-        slope = _finite("beta", DEFAULT_ABS_BETA if beta is None else beta)
+        slope = check_number("beta", DEFAULT_ABS_BETA if beta is None else beta)
         if slope >= 0:
             raise ValueError(f"beta must be negative for the abs reward (got {beta!r})")
         return quality + slope * abs(ratio - 1.0)

@@ -16,6 +16,7 @@ import optuna
 
 from nas.campaign.config import CampaignConfig, default_storage, load_config
 from nas.spec.errors import NasError
+from nas.spec.optional import optional_import
 
 INTERRUPTED = "interrupted: the campaign stopped while this trial was running"
 HEARTBEAT_EVERY_S = 15.0
@@ -35,6 +36,8 @@ class RunNotFoundError(NasError):
 
 def check_storage(url: str) -> None:
     """Connect to the storage once; an unreachable database is a one-line error."""
+    if url.startswith("postgresql"):
+        optional_import("psycopg2")  # missing: one line with the install hint, not SQLAlchemy's traceback
     storage = None
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}

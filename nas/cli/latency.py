@@ -162,7 +162,8 @@ def _check(args: argparse.Namespace) -> int:
     settings = LatencyConfig(device=stamp.device, batch=stamp.batch, resolution=stamp.resolution,
                              threads=stamp.threads, mode=stamp.mode, cache=not args.no_cache, warmup=args.warmup,
                              min_repeats=args.min_repeats, max_repeats=args.max_repeats, tolerance=args.tolerance,
-                             timeout_s=args.timeout)
+                             timeout_s=args.timeout, runtime=stamp.runtime, protocol=stamp.protocol,
+                             max_seconds=args.max_seconds)
     backend = _bare(settings)
     if backend.stamp(resolution=stamp.resolution) != stamp:
         raise StampMismatchError(f"this host measures under [{backend.stamp(resolution=stamp.resolution).key}] but "
@@ -295,7 +296,8 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
     _cache_options(build)
     build.set_defaults(handler=_build_lut)
 
-    check = actions.add_parser("check", help="predicted against measured latency on sampled specs")
+    check = actions.add_parser("check", help="predicted against measured latency on sampled specs (measured under "
+                                             "the table's own stamp: device, runtime, protocol, threads, batch)")
     check.add_argument("--lut", required=True, help="the table's directory")
     check.add_argument("--samples", type=int, default=50, help="how many specs (default 50)")
     check.add_argument("--seed", type=int, default=None, help="sampling seed (default: the table's + 1000)")

@@ -17,8 +17,8 @@ from netadapt.run import run_netadapt
 # CLI flag -> NetAdaptConfig field (None values are not overrides)
 _FIELDS = ("budget_ms", "budget_ratio", "max_iters", "schedule", "initial_ratio", "decay", "fixed_ratio", "selection",
            "step_multiple", "min_width", "short_term_steps", "resolution", "latency_resolution", "latency_batch",
-           "latency_threads", "latency_repeats", "latency_address", "device", "workers", "seed", "lut_grid_step",
-           "lut_calibration")
+           "latency_threads", "latency_repeats", "latency_address", "latency_runtime", "device", "workers", "seed",
+           "lut_grid_step", "lut_calibration")
 # CLI flag -> (fine-tune section, TrainConfig field)
 _TRAIN_FIELDS = {"batch_size": (("short_term", "long_term"), "batch_size"), "lr": (("short_term",), "lr"),
                  "long_term_epochs": (("long_term",), "epochs"), "long_term_lr": (("long_term",), "lr")}
@@ -117,6 +117,9 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-threads", type=int, default=None, help="CPU threads for latency (default: all)")
     parser.add_argument("--latency-address", default=None,
                         help="measure on the device host of this Ray cluster (see 'nas latency measure --address')")
+    parser.add_argument("--latency-runtime", choices=["onnxruntime", "mindspore"], default=None,
+                        help="runtime that measures (default: onnxruntime on a CPU, mindspore on GPU/Ascend); "
+                             "a --lut must be measured with the same one")
     parser.add_argument("--latency-repeats", type=int, default=None,
                         help="seed/network pairs measured per chosen network; the median ratio counts (3)")
     parser.add_argument("--device", default=None, help="CPU, GPU or Ascend (default CPU)")

@@ -85,7 +85,7 @@ def lut_dir(workdir: Path, seed_model) -> Path:
     Uncalibrated: NetAdapt uses only its relative predictions, and a fit to a handful of
     end-to-end measurements on a shared machine would add noise."""
     spec = ArchSpec.from_yaml(seed_model[0])
-    backend = MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, max_repeats=40)
+    backend = MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, runtime="onnxruntime")  # NetAdapt's default
     build_netadapt_lut(workdir / "lut", spec, backend, step=8, options=TargetOptions(), grid_step=4, calibration=0,
                        log=lambda line: None)
     return workdir / "lut"
@@ -209,10 +209,19 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
     assert code == 2 and "does not match the spec" in errors
     # A look-up table that covers nothing of this network.
     empty = workdir / "empty_lut"
-    LatencyLUT(empty, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION).stamp(resolution=LATENCY_RESOLUTION))
+    LatencyLUT(empty, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
+                                       runtime="onnxruntime").stamp(resolution=LATENCY_RESOLUTION))
     args = _common(seed_model, empty) + ["--budget-ratio", 0.5, "-o", workdir / "miss"]
     code, _, errors = _cli(args, capsys)
     assert code == 2 and "look-up table miss" in errors
+    # A look-up table of another runtime: its relative changes are another device's.
+    foreign = workdir / "foreign_lut"
+    LatencyLUT(foreign, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
+                                         runtime="mindspore").stamp(resolution=LATENCY_RESOLUTION))
+    args = _common(seed_model, foreign) + ["--budget-ratio", 0.5, "-o", workdir / "foreign"]
+    code, _, errors = _cli(args, capsys)
+    assert code == 2 and "measured under stamp" in errors and len(errors.strip().splitlines()) == 1
+    assert not (workdir / "foreign" / "history.csv").exists()
     # Both budgets.
     with pytest.raises(SystemExit) as exit_info:
         main(["netadapt", "--ckpt", "x", "--data", "digits", "--budget-ms", "1", "--budget-ratio", "0.5", "-o", "y"])
@@ -225,7 +234,7 @@ def test_unreachable_budget_is_a_named_error(workdir: Path, capsys) -> None:
     spec = ArchSpec(stem=StemSpec(8), blocks=(BlockSpec("mbconv", 8, stride=2, expand=(16,)),),
                     head=HeadSpec("mnasnet", 8), num_classes=10, resolution=RESOLUTION, name="tiny")
     ckpt = save_weights(build_network(spec, seed=0), workdir / "tiny" / "model.ckpt", spec)
-    backend = MindSporeBackend("CPU", resolution=RESOLUTION, max_repeats=20)
+    backend = MindSporeBackend("CPU", resolution=RESOLUTION, runtime="onnxruntime")
     lut = LatencyLUT(workdir / "tiny_lut", backend.stamp(resolution=RESOLUTION))
     build_lut(lut, backend, unique_pieces([spec], RESOLUTION))
     code, _, errors = _cli(["netadapt", "--ckpt", ckpt, "--data", "digits", "--lut", workdir / "tiny_lut",
