@@ -144,15 +144,16 @@ def run_training(spec: ArchSpec, recipe: Recipe, data_source: str, out_dir: str 
 
     out = Path(out_dir)
     device = device or recipe.system.device
+    config = recipe.train if seed is None else recipe.train.replace(seed=seed)
+    # Bad data is reported before the device is touched.
+    data = open_data(DataConfig(source=data_source, resolution=recipe.data.resolution, held_out=recipe.data.held_out,
+                                seed=config.seed, augment=recipe.data.augment, workers=recipe.data.workers))
     _set_device(device, recipe.system.mode)
     rank, size = _init_distributed() if distribute else (0, 1)
     writer = rank == 0
-    config = recipe.train if seed is None else recipe.train.replace(seed=seed)
     if device == "CPU" and config.amp_level != "O0":
         log(f"AMP {config.amp_level} is for accelerators; using O0 on the CPU")
         config = config.replace(amp_level="O0")
-    data = open_data(DataConfig(source=data_source, resolution=recipe.data.resolution, held_out=recipe.data.held_out,
-                                seed=config.seed, augment=recipe.data.augment, workers=recipe.data.workers))
     if spec.num_classes != data.num_classes:
         log(f"the data has {data.num_classes} classes; the spec's classifier is set to match")
         spec = spec.replace(num_classes=data.num_classes)

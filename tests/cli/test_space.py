@@ -6,7 +6,7 @@ import yaml
 
 from nas.spec import ArchSpec
 from search_spaces import get_space
-from tests.support.cli import run_nas
+from tests.support.cli import run_nas, run_nas_here
 
 
 def test_space_list_and_show() -> None:
@@ -42,17 +42,17 @@ def test_space_sample_decode_and_encode_round_trip(tmp_path) -> None:
     (["space", "encode", "mnasnet", "missing.yaml"], "spec file not found"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args: list[str], message: str) -> None:
-    result = run_nas(*args, cwd=tmp_path)
+    result = run_nas_here(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
 def test_encoding_a_spec_outside_the_space_names_the_field(tmp_path) -> None:
-    exported = run_nas("spec", "export", "mobilenet_v3_large", "-o", str(tmp_path / "v3.yaml"))
+    exported = run_nas_here("spec", "export", "mobilenet_v3_large", "-o", str(tmp_path / "v3.yaml"))
     assert exported.returncode == 0
-    result = run_nas("space", "encode", "mnasnet", str(tmp_path / "v3.yaml"))
+    result = run_nas_here("space", "encode", "mnasnet", str(tmp_path / "v3.yaml"))
     assert result.returncode == 2 and "not in space 'mnasnet': blocks" in result.stderr
     (tmp_path / "point.yaml").write_text("b0_op: conv\n")
-    result = run_nas("space", "decode", "mnasnet", str(tmp_path / "point.yaml"))
+    result = run_nas_here("space", "decode", "mnasnet", str(tmp_path / "point.yaml"))
     assert result.returncode == 2 and "decision 'b0_kernel': missing" in result.stderr

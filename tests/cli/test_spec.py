@@ -5,7 +5,7 @@ import pytest
 
 from nas.spec import ArchSpec
 from search_spaces import references
-from tests.support.cli import run_nas
+from tests.support.cli import run_nas, run_nas_here
 
 
 def test_spec_show_prints_table_and_totals() -> None:
@@ -31,7 +31,7 @@ def test_spec_export_writes_scaled_yaml(tmp_path) -> None:
     (["import", "mindcv", "mnasnet_100", "--ckpt", "missing.ckpt", "--out", "o"], "not found"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args: list[str], message: str) -> None:
-    result = run_nas(*args, cwd=tmp_path)
+    result = run_nas_here(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
@@ -48,7 +48,7 @@ def test_malformed_spec_files_exit_2(tmp_path) -> None:
     expected = {"syntax.yaml": "malformed YAML", "unknown.yaml": "colour", "kernel.yaml": "blocks[0].kernel"}
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
-        result = run_nas("spec", "show", str(tmp_path / name))
+        result = run_nas_here("spec", "show", str(tmp_path / name))
         assert result.returncode == 2 and expected[name] in result.stderr
 
 
