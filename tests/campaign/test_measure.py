@@ -5,17 +5,9 @@ import pytest
 
 from latency.config import LatencyConfig, make_backend
 from nas.campaign.evaluate import IMPRECISE_RETRIES, measure_latency
-from tests.support.latency import stop_servers, tiny_spec
+from tests.support.latency import private_latency_dirs, tiny_spec  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.slow  # measures for real
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
-    yield
-    stop_servers()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_latency_dirs")]  # measures for real
 
 
 def test_an_imprecise_latency_is_measured_again_and_pooled() -> None:

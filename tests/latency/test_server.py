@@ -11,17 +11,10 @@ from latency import MeasurementTimeout
 from latency.mindspore_backend import MindSporeBackend
 from latency.server import running_servers
 from tests.support.cli import run_nas
-from tests.support.latency import FAST, stop_servers, tiny_spec
+from tests.support.latency import FAST, private_latency_dirs, tiny_spec  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.slow  # every case starts device servers and measures
-
-
-@pytest.fixture(autouse=True)
-def private_locks(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
-    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    stop_servers()
+# Every case starts device servers and measures, in directories of its own.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_latency_dirs")]
 
 
 def test_one_server_serves_every_backend_of_the_same_settings() -> None:

@@ -207,21 +207,16 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
     args[args.index("--spec") + 1] = other
     code, _, errors = _cli(args, capsys)
     assert code == 2 and "does not match the spec" in errors
-    # A look-up table that covers nothing of this network.
-    empty = workdir / "empty_lut"
-    LatencyLUT(empty, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
-                                       runtime="onnxruntime").stamp(resolution=LATENCY_RESOLUTION))
-    args = _common(seed_model, empty) + ["--budget-ratio", 0.5, "-o", workdir / "miss"]
-    code, _, errors = _cli(args, capsys)
-    assert code == 2 and "look-up table miss" in errors
-    # A look-up table of another runtime: its relative changes are another device's.
-    foreign = workdir / "foreign_lut"
-    LatencyLUT(foreign, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
-                                         runtime="mindspore").stamp(resolution=LATENCY_RESOLUTION))
-    args = _common(seed_model, foreign) + ["--budget-ratio", 0.5, "-o", workdir / "foreign"]
-    code, _, errors = _cli(args, capsys)
-    assert code == 2 and "measured under stamp" in errors and len(errors.strip().splitlines()) == 1
-    assert not (workdir / "foreign" / "history.csv").exists()
+    # A look-up table that covers nothing of this network; one of another runtime, whose relative
+    # changes are another device's.
+    for runtime, name, message in (("onnxruntime", "miss", "look-up table miss"),
+                                   ("mindspore", "foreign", "measured under stamp")):
+        table = workdir / f"{name}_lut"
+        LatencyLUT(table, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
+                                           runtime=runtime).stamp(resolution=LATENCY_RESOLUTION))
+        code, _, errors = _cli(_common(seed_model, table) + ["--budget-ratio", 0.5, "-o", workdir / name], capsys)
+        assert code == 2 and message in errors and len(errors.strip().splitlines()) == 1
+    assert not (workdir / "foreign" / "history.csv").exists()  # refused before anything ran
     # Both budgets.
     with pytest.raises(SystemExit) as exit_info:
         main(["netadapt", "--ckpt", "x", "--data", "digits", "--budget-ms", "1", "--budget-ratio", "0.5", "-o", "y"])

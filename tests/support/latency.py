@@ -1,6 +1,8 @@
 """Shared pieces of the latency tests: tiny specs and fast measurement settings."""
 from __future__ import annotations
 
+import pytest
+
 from latency.server import running_servers, stop_server
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, SESpec, StemSpec
 
@@ -33,3 +35,13 @@ def stop_servers() -> None:
     for info in running_servers():
         if info.alive:
             stop_server(info.pid)
+
+
+@pytest.fixture
+def private_latency_dirs(tmp_path, monkeypatch):
+    """A lock directory and a cache (with its anchor store) of the test's own; its device servers
+    are stopped after it."""
+    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    yield tmp_path
+    stop_servers()
