@@ -320,6 +320,8 @@ class NetAdapt:
         self.out.mkdir(parents=True, exist_ok=True)
         self.history.rows = []
         spec, seed_ckpt = self._prepare_seed(spec, ckpt, data)
+        if self.predictor is None and self.lut_dir is not None:  # a given table is checked before measuring
+            self.predictor = self._make_predictor(spec)
         initial = self.meter.measure(spec)
         budget = (self.config.budget_ms if self.config.budget_ms is not None
                   else self.config.budget_ratio * initial.median_ms)
