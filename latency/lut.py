@@ -69,20 +69,25 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Accuracy:
-    """How well predictions match measurements."""
+    """How well predictions match measurements: shares within +-5/10/20%, rank correlations, and
+    the mean and largest relative error."""
 
     n: int
     within_10pct: float
     spearman: float
     mean_abs_pct_error: float
     max_abs_pct_error: float
+    within_5pct: float = float("nan")
+    within_20pct: float = float("nan")
+    kendall: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        return (f"{self.within_10pct:.0%} within +-10%, Spearman {self.spearman:.3f}, "
-                f"mean |error| {self.mean_abs_pct_error:.1%}, max {self.max_abs_pct_error:.1%} (n={self.n})")
+        return (f"{self.within_5pct:.0%} / {self.within_10pct:.0%} / {self.within_20pct:.0%} within +-5/10/20%, "
+                f"Spearman {self.spearman:.3f}, Kendall {self.kendall:.3f}, mean |error| "
+                f"{self.mean_abs_pct_error:.1%}, max {self.max_abs_pct_error:.1%} (n={self.n})")
 
 
 @dataclass(frozen=True)
@@ -107,15 +112,21 @@ class BuildReport:
 
 
 def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> Accuracy:
-    """Share within +-10%, Spearman's rho and the percentage errors of ``predicted``."""
-    from scipy.stats import spearmanr  # heavy (about a second to import): only this report needs it
+    """Shares within +-5/10/20%, Spearman's rho, Kendall's tau and the relative errors of ``predicted``."""
+    from scipy.stats import kendalltau, spearmanr  # heavy (about a second to import): only reports need it
 
     if len(predicted) != len(measured) or not predicted:
         raise ValueError("accuracy needs equally many (and at least one) predictions and measurements")
     errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
     rho = float(spearmanr(predicted, measured)[0]) if len(predicted) > 1 else float("nan")
-    return Accuracy(n=len(errors), within_10pct=sum(e <= 0.10 for e in errors) / len(errors),
-                    spearman=rho, mean_abs_pct_error=statistics.fmean(errors), max_abs_pct_error=max(errors))
+    tau = float(kendalltau(predicted, measured)[0]) if len(predicted) > 1 else float("nan")
+
+    def within(bound: float) -> float:
+        return sum(error <= bound for error in errors) / len(errors)
+
+    return Accuracy(n=len(errors), within_10pct=within(0.10), spearman=rho,
+                    mean_abs_pct_error=statistics.fmean(errors), max_abs_pct_error=max(errors),
+                    within_5pct=within(0.05), within_20pct=within(0.20), kendall=tau)
 
 
 def fit_calibration(summed: Sequence[float], measured: Sequence[float]) -> Calibration:

@@ -14,6 +14,7 @@ import random
 from nas.spec.arch import ArchSpec
 from nas.spec.checks import check_int
 from netadapt.proposals import TargetOptions, targets, valid_widths, width_of
+from search_spaces import references
 
 
 def grid_specs(spec: ArchSpec, step: int = 8, options: TargetOptions = TargetOptions(),
@@ -54,3 +55,17 @@ def combined_specs(spec: ArchSpec, step: int, options: TargetOptions, count: int
         if variant.arch_id != spec.arch_id:
             found.setdefault(variant.arch_id, dataclasses.replace(variant, name=f"{spec.name}_cal{len(found)}"))
     return list(found.values())
+
+
+NETADAPT_BASES = ("mobilenet_v3_small", "mobilenet_v3_large", "mnasnet_a1")
+
+
+def netadapt_variants(count: int, seed: int = 0, step: int = 8) -> list[ArchSpec]:
+    """``count`` NetAdapt-pruned networks (several targets shrunk at once, widths on NetAdapt's
+    grid of multiples of ``step``), spread over MobileNetV3-Small, -Large and MnasNet-A1."""
+    found: list[ArchSpec] = []
+    for index, name in enumerate(NETADAPT_BASES):
+        share = count // len(NETADAPT_BASES) + (index < count % len(NETADAPT_BASES))
+        if share:
+            found.extend(combined_specs(references.get(name), step, TargetOptions(), share, seed + index))
+    return found

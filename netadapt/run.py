@@ -43,6 +43,7 @@ import yaml
 from latency.config import LatencyConfig, make_backend
 from latency.errors import StampMismatchError
 from latency.lut import LatencyLUT
+from latency.predictor import has_predictor, load_predictor
 from nas.models.builder import build_network
 from nas.models.checkpoint import CheckpointError, load_weights, save_weights
 from nas.spec.arch import ArchSpec
@@ -55,12 +56,12 @@ from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.estimates import (
-    AnchoredEstimate,
     BackendMeter,
     LatencyMeter,
     LatencyPredictor,
     LUTPredictor,
     Measurement,
+    PooledEstimate,
     build_netadapt_lut,
 )
 from netadapt.history import History
@@ -68,6 +69,11 @@ from netadapt.proposals import Proposal, propose, targets
 from netadapt.worker import EpochShift, ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
 
 STATE = "state.json"
+
+
+def _truthy(value: Any) -> bool:
+    """A history flag read back from CSV (a bool, numpy's bool, or NaN where the row had none)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
 RELAXATIONS = 8  # halvings of an iteration's reduction before the budget counts as unreachable
 FORMAT = "nas-netadapt"
 
@@ -219,6 +225,15 @@ class NetAdapt:
 
     def _make_predictor(self, spec: ArchSpec) -> LatencyPredictor:
         resolution = self._latency_resolution(spec)
+        if self.lut_dir is not None and has_predictor(self.lut_dir):
+            fitted = load_predictor(self.lut_dir)
+            if fitted.resolution != resolution:
+                raise NasError(f"the latency predictor in {str(self.lut_dir)!r} predicts at {fitted.resolution} px, "
+                               f"but latency is measured at {resolution} px here (--latency-resolution)")
+            backend = getattr(self.meter, "backend", None)
+            if backend is not None and hasattr(backend, "stamp"):
+                fitted.require(backend.stamp(resolution=resolution))
+            return fitted
         if self.lut_dir is not None:
             lut = LatencyLUT(self.lut_dir)
             if lut.resolution != resolution:
@@ -393,6 +408,13 @@ class NetAdapt:
 
     # ----- one iteration ------------------------------------------------------------------------------
 
+    def _measured_pairs(self, current: NetworkState) -> list[tuple[float, float]]:
+        """``(measured, predicted)`` of every network measured so far in the run: the seed and
+        the network each finished iteration chose (the current one last)."""
+        pairs = [(float(row["latency_ms"]), float(row["predicted_ms"])) for row in self.history.rows
+                 if _truthy(row.get("chosen")) and int(row["iteration"]) < current.iteration]
+        return [*pairs, (current.latency_ms, current.predicted_ms)]
+
     def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec,
                    state: RunState) -> tuple[list[Proposal], float, bool]:
         """The proposals of an iteration: every target at the largest width whose estimate meets
@@ -402,7 +424,7 @@ class NetAdapt:
         config = self.config
         schedule = config.schedule_rule()
         reduction = schedule.reduction(iteration, state.initial_ms)
-        estimate = AnchoredEstimate(self.predictor, spec, current.latency_ms)
+        estimate = PooledEstimate(self.predictor, self._measured_pairs(current))
         chosen_targets = targets(spec, config.target_options())
         for relaxation in range(RELAXATIONS + 1):
             constraint = max(current.latency_ms - reduction / 2 ** relaxation, state.budget_ms)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from controllers import Failed, StudyController, UnknownControllerError, controller_names, load_state, save_state
 from controllers.optuna_bridge import study_controller
+from latency.predictor import open_predictor
 from latency.stamp import device_name
 from nas.campaign.config import CampaignConfig
 from nas.campaign.evaluate import Evaluation, evaluate_candidate
@@ -116,6 +117,21 @@ def check_dataset(config: CampaignConfig) -> None:
                            "(use 'digits' or a CIFAR-10 / ImageFolder directory)")
 
 
+def check_predictor(config: CampaignConfig) -> None:
+    """A campaign that predicts latency (``latency.source`` lut or both) needs a readable predictor
+    at the resolution it measures at; fail before anything is written."""
+    latency = config.latency
+    if latency.source not in ("lut", "both") or latency.lut is None:
+        return
+    predictor = open_predictor(latency.lut)  # a missing or corrupt one raises a named error
+    try:
+        if predictor.stamp.resolution != config.measure_resolution():
+            raise CampaignError(f"latency.lut: {latency.lut!r} predicts at {predictor.stamp.resolution} px, but this "
+                                f"campaign measures latency at {config.measure_resolution()} px (latency.resolution)")
+    finally:
+        predictor.close()
+
+
 def candidate_spec(space: SearchSpace, decisions: dict[str, Any], config: CampaignConfig, num_classes: int) -> ArchSpec:
     """The spec the campaign evaluates for ``decisions`` (classes and resolution of the proxy task)."""
     spec = space.decode(decisions)
@@ -144,6 +160,7 @@ class Campaign:
         self.config = config
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         check_dataset(config)
+        check_predictor(config)
         self.space = get_space(config.space.name, **dict(config.space.options))
         if config.controller.name not in controller_names():
             raise UnknownControllerError(f"unknown controller {config.controller.name!r}; known: {controller_names()}")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from latency.cache import CachedBackend
 from latency.config import LatencyConfig, make_backend
-from latency.lut import LatencyLUT
+from latency.predictor import open_predictor, predictor_kind
 from latency.protocol import pool
 from latency.stamp import device_name
 from nas.campaign.config import EvaluatorConfig
@@ -46,7 +46,8 @@ class LatencyRecord:
     latency_cv: float | None = None
     latency_repeats: int | None = None
     latency_stamp: dict[str, Any] | None = None
-    lut_ms: float | None = None
+    lut_ms: float | None = None  # the prediction (fitted predictor, else the summed table)
+    lut_model: str | None = None  # what predicted it: the fitted model's name, or "table"
     latency_ci_low_ms: float | None = None  # the estimate's ~95% interval
     latency_ci_high_ms: float | None = None
     latency_precise: bool | None = None  # False: the interval stayed wider than the tolerance
@@ -80,24 +81,25 @@ IMPRECISE_RETRIES = 1  # extra measurements of a result whose interval is wider 
 
 
 def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> LatencyRecord:
-    """Latency of ``spec`` at ``resolution``: measured, predicted from the LUT, or both.
+    """Latency of ``spec`` at ``resolution``: measured, predicted (by the directory's fitted
+    predictor, else its look-up table), or both side by side.
 
     A measurement whose interval stays wider than the tolerance is measured once more and the two
     pooled (more blocks narrow the interval); if it is still imprecise, ``latency_precise`` says so
     on the trial and the progress line counts it."""
     started = time.perf_counter()
     spec = spec.replace(resolution=resolution)
-    lut_ms = None
+    lut_ms = lut_model = None
     if latency.source in ("lut", "both"):
         assert latency.lut is not None  # LatencyConfig requires a table for these sources
-        lut = LatencyLUT(latency.lut)
+        predictor = open_predictor(latency.lut)
         try:
-            lut_ms = float(lut.predict(spec))
+            lut_ms, lut_model = float(predictor.predict(spec)), predictor_kind(predictor)
         finally:
-            lut.close()
+            predictor.close()
     if latency.source == "lut":
         assert lut_ms is not None
-        return LatencyRecord(latency_ms=lut_ms, latency_source="lut", lut_ms=lut_ms,
+        return LatencyRecord(latency_ms=lut_ms, latency_source="lut", lut_ms=lut_ms, lut_model=lut_model,
                              measure_seconds=time.perf_counter() - started)
     backend = make_backend(latency, resolution=resolution)
     try:
@@ -111,7 +113,7 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
         cache = getattr(backend, "cache", None)  # a CachedBackend's SQLite connection
         if cache is not None:
             cache.close()
-    return LatencyRecord(latency_ms=result.estimate_ms, latency_source="measured", lut_ms=lut_ms,
+    return LatencyRecord(latency_ms=result.estimate_ms, latency_source="measured", lut_ms=lut_ms, lut_model=lut_model,
                          latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms, latency_cv=result.cv,
                          latency_repeats=result.repeats, latency_stamp=result.stamp.to_dict(),
                          latency_ci_low_ms=result.ci_low_ms, latency_ci_high_ms=result.ci_high_ms,

@@ -48,7 +48,7 @@ class PlotData:
     title: str = "accuracy vs latency"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (no screen needed)."""
     import matplotlib  # heavy (about a second to import): loaded only to draw
 
@@ -121,7 +121,7 @@ def iso_lines(data: PlotData, count: int = 4) -> list[tuple[float, np.ndarray, n
 
 def write_png(data: PlotData, path: str | Path) -> Path:
     """The static Pareto plot."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import FormatStrFormatter  # heavy: matplotlib, loaded only to draw
 
     frame = data.frame
@@ -207,7 +207,7 @@ def write_html(data: PlotData, path: str | Path) -> Path:
 
 def write_reward_plot(frame: Any, path: str | Path, title: str = "reward over trials") -> Path:
     """Reward per trial in the order asked, with the running best."""
-    plt = _pyplot()
+    plt = pyplot()
     done = frame[(frame["state"] == "COMPLETE") & frame["reward"].notna()].sort_values("trial")
     figure, axes = plt.subplots(figsize=(8, 4))
     if not done.empty:

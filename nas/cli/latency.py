@@ -1,18 +1,24 @@
-"""``nas latency measure|build-lut|check|predict``: measured latency and look-up tables."""
+"""``nas latency measure|build-lut|fit|check|predict``: measured latency, look-up tables and the fitted
+predictor."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from latency.config import LatencyConfig, make_backend
 from latency.errors import LUTMissError, StampMismatchError
+from latency.fitting import fit_in_rounds
 from latency.lut import (
+    Accuracy,
     AdditivityReport,
     LatencyLUT,
+    accuracy,
     additivity_check,
     build_and_calibrate,
     build_lut,
@@ -20,12 +26,16 @@ from latency.lut import (
 )
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
+from latency.predictor import MODELS, has_predictor, load_predictor
 from latency.protocol import ANCHOR
 from latency.remote import RayLatencyBackend
-from latency.sampling import source_specs
+from latency.samples import Sample, SampleStore, measure_missing
+from latency.sampling import load_spec_dir, source_specs, space_specs
 from latency.server import running_servers, stop_server
-from latency.stamp import PROTOCOLS, RUNTIMES
-from netadapt.grid import grid_specs
+from latency.stamp import PROTOCOLS, RUNTIMES, DeviceStamp
+from nas.campaign.plots import pyplot
+from nas.spec.arch import ArchSpec
+from netadapt.grid import grid_specs, netadapt_variants
 from search_spaces import references
 
 
@@ -38,6 +48,24 @@ def _progress(label: str) -> Callable[[int, int, Any], None]:
         text = f"{label}: {done}/{total} {name}"
         if terminal:
             print(f"\r{text:<72}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif done == total or done % 10 == 0 or done == 1:
+            print(text, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _progress_eta(label: str) -> Callable[[int, int, Any], None]:
+    """A counter with the elapsed time and an ETA (from the mean time per item so far) on stderr."""
+    terminal = sys.stderr.isatty()
+    started = time.monotonic()
+
+    def show(done: int, total: int, what: Any = None) -> None:
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done) if done else 0.0
+        name = getattr(what, "name", "") or ""
+        text = f"{label}: {done}/{total} {name}  {elapsed:.0f} s, ETA {eta:.0f} s"
+        if terminal:
+            print(f"\r{text:<78}", end="" if done < total else "\n", file=sys.stderr, flush=True)
         elif done == total or done % 10 == 0 or done == 1:
             print(text, file=sys.stderr, flush=True)
 
@@ -137,6 +165,33 @@ def _build_lut(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    backend = make_backend(settings, cache_path=args.cache)
+    stamp = backend.stamp(resolution=args.resolution)
+    LatencyLUT(args.lut, stamp, source={"kind": "fit", "space": args.space, "seed": args.seed}).close()
+    initial: list[tuple[str, list[ArchSpec]]] = []
+    if args.refs:
+        initial.append(("reference", [references.get(name) for name in references.names()]))
+    if args.space and args.samples:
+        initial.append(("space", space_specs(args.space, args.samples, seed=args.seed)[0]))
+    if args.specs:
+        initial.append(("space", load_spec_dir(args.specs)))
+    if args.netadapt:
+        initial.append(("netadapt", netadapt_variants(args.netadapt, seed=args.seed)))
+    report = fit_in_rounds(args.lut, backend, stamp, initial, space=args.space, rounds=args.rounds,
+                           per_round=args.per_round, model=args.model, seed=args.seed, progress=_progress_eta,
+                           log=lambda line: print(line, file=sys.stderr))
+    predictor = report.predictor
+    last = report.rounds[-1]
+    print(f"{report.path}: model {predictor.kind}, fitted on {last.samples} networks")
+    print("candidates (cross-validated, out-of-fold):")
+    for candidate in last.candidates:
+        print(f"  {candidate.describe()}")
+    print(f"stamp: {stamp.describe()}")
+    return 0
+
+
 def _print_accuracy(report: AdditivityReport) -> None:
     before = report.before
     print(f"additivity (summed pieces vs measured, n={report.n}): {before.within_10pct:.0%} within +-10%, "
@@ -147,7 +202,86 @@ def _print_accuracy(report: AdditivityReport) -> None:
               f"Spearman {after.spearman:.3f}, mean |error| {after.mean_abs_pct_error:.1%}")
 
 
+def _check_settings(stamp: DeviceStamp, args: argparse.Namespace) -> LatencyConfig:
+    """Settings that measure under ``stamp`` (its device, runtime, protocol, threads, batch)."""
+    return LatencyConfig(device=stamp.device, batch=stamp.batch, resolution=stamp.resolution, threads=stamp.threads,
+                         mode=stamp.mode, cache=not args.no_cache, warmup=args.warmup, min_repeats=args.min_repeats,
+                         max_repeats=args.max_repeats, tolerance=args.tolerance, timeout_s=args.timeout,
+                         runtime=stamp.runtime, protocol=stamp.protocol, max_seconds=args.max_seconds)
+
+
+def _check_predictor(args: argparse.Namespace) -> int:
+    """Held-out check of the fitted predictor: networks it was not fitted on, measured and stored
+    under the role ``check`` (so a re-run measures nothing twice and fitting never uses them)."""
+    predictor = load_predictor(args.lut)
+    stamp = predictor.stamp
+    backend = make_backend(_check_settings(stamp, args), cache_path=args.cache)
+    if backend.stamp(resolution=stamp.resolution) != stamp:
+        raise StampMismatchError(f"this host measures under [{backend.stamp(resolution=stamp.resolution).key}] but "
+                                 f"the predictor in {args.lut} was fitted under [{stamp.key}]")
+    source = _source_from_args(args) if (args.space or args.specs or args.refs) else {"kind": "space",
+                                                                                      "name": "mnasnet"}
+    seed = args.seed if args.seed is not None else 1000
+    training = set(predictor.training)
+    candidates, note = source_specs(source, samples=args.samples + len(training), seed=seed)
+    specs = [spec for spec in candidates if spec.arch_id not in training][:args.samples]
+    _print_note(f"{note} (check samples, none of the {len(training)} training networks)")
+    store = SampleStore(args.lut, stamp)
+    try:
+        measure_missing(store, backend, specs, "check", _progress_eta("measuring check networks"))
+        labels = {sample.arch_id: sample for sample in store.samples(("check",))}
+    finally:
+        store.close()
+    rows = [(spec, labels[spec.arch_id], predictor.predict(spec)) for spec in specs]
+    checked = accuracy([p for _, _, p in rows], [label.ms for _, label, _ in rows])
+    inside = sum(label.ci_low <= p <= label.ci_high for _, label, p in rows) / len(rows)
+    beyond = statistics.fmean(max(0.0, p - label.ci_high, label.ci_low - p) / label.ms for _, label, p in rows)
+    plot = Path(args.plot) if args.plot else Path(args.lut) / "check.png"
+    _scatter(plot, rows, predictor.kind, checked)
+    if args.json:
+        print(json.dumps({"model": predictor.kind, "accuracy": checked.to_dict(), "within_label_ci": inside,
+                          "mean_error_beyond_label_ci": beyond, "plot": str(plot),
+                          "rows": [{"name": spec.name, "arch_id": spec.arch_id, "measured_ms": label.ms,
+                                    "ci_low_ms": label.ci_low, "ci_high_ms": label.ci_high, "predicted_ms": p}
+                                   for spec, label, p in rows]}, indent=2))
+        return 0
+    header = f"{'name':<24} {'arch_id':<12} {'measured':>9} {'95% CI':>15} {'predicted':>9} {'err':>7}"
+    print(header)
+    print("-" * len(header))
+    for spec, label, p in rows:
+        print(f"{spec.name[:24]:<24} {spec.arch_id:<12} {label.ms:>9.3f} {label.ci_low:>7.3f}-{label.ci_high:<7.3f} "
+              f"{p:>9.3f} {(p - label.ms) / label.ms:>+7.1%}")
+    print("-" * len(header))
+    print(f"fitted {predictor.kind} model, held out: {checked.describe()}")
+    print(f"inside the label's own 95% CI: {inside:.0%}; mean error beyond the label's CI: {beyond:.1%}")
+    print(f"scatter: {plot}")
+    return 0
+
+
+def _scatter(path: Path, rows: list[tuple[ArchSpec, Sample, float]], model: str, checked: Accuracy) -> None:
+    """Predicted against measured latency, with each label's CI and the +-10% band."""
+    plt = pyplot()
+    measured = [label.ms for _, label, _ in rows]
+    predicted = [p for _, _, p in rows]
+    errors = [[label.ms - label.ci_low for _, label, _ in rows], [label.ci_high - label.ms for _, label, _ in rows]]
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    low, high = min(measured + predicted) * 0.9, max(measured + predicted) * 1.1
+    axes.plot([low, high], [low, high], color="black", linewidth=1)
+    axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="grey", alpha=0.2,
+                      label="+-10%")
+    axes.errorbar(measured, predicted, xerr=errors, fmt="o", markersize=3, linewidth=0.8, label="held-out networks")
+    axes.set_xlabel("measured latency (ms, with 95% CI)")
+    axes.set_ylabel(f"predicted latency (ms, {model})")
+    axes.set_title(f"{checked.within_10pct:.0%} within +-10%, Spearman {checked.spearman:.3f} (n={checked.n})")
+    axes.legend(loc="upper left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
 def _check(args: argparse.Namespace) -> int:
+    if has_predictor(args.lut) and not args.table:
+        return _check_predictor(args)
     lut = LatencyLUT(args.lut)
     if args.space or args.specs or args.refs:
         source = _source_from_args(args)
@@ -159,11 +293,7 @@ def _check(args: argparse.Namespace) -> int:
     specs, note = source_specs(source, samples=args.samples, seed=seed)
     _print_note(note + " (check samples)")
     stamp = lut.stamp
-    settings = LatencyConfig(device=stamp.device, batch=stamp.batch, resolution=stamp.resolution,
-                             threads=stamp.threads, mode=stamp.mode, cache=not args.no_cache, warmup=args.warmup,
-                             min_repeats=args.min_repeats, max_repeats=args.max_repeats, tolerance=args.tolerance,
-                             timeout_s=args.timeout, runtime=stamp.runtime, protocol=stamp.protocol,
-                             max_seconds=args.max_seconds)
+    settings = _check_settings(stamp, args)
     backend = _bare(settings)
     if backend.stamp(resolution=stamp.resolution) != stamp:
         raise StampMismatchError(f"this host measures under [{backend.stamp(resolution=stamp.resolution).key}] but "
@@ -211,8 +341,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    lut = LatencyLUT(args.lut)
     spec = references.resolve(args.spec, args.width)
+    if has_predictor(args.lut) and not args.breakdown:
+        predictor = load_predictor(args.lut)
+        print(f"{spec.name}  arch_id {spec.arch_id}  predicted {predictor.predict(spec):.3f} ms by the fitted "
+              f"{predictor.kind} model at {predictor.resolution} px")
+        return 0
+    lut = LatencyLUT(args.lut)
     if args.breakdown:
         for piece, ms, how in lut.breakdown(spec):
             print(f"{piece.name:<14} {ms:>9.3f} ms  {how:<12} {piece.key}")
@@ -296,8 +431,9 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
     _cache_options(build)
     build.set_defaults(handler=_build_lut)
 
-    check = actions.add_parser("check", help="predicted against measured latency on sampled specs (measured under "
-                                             "the table's own stamp: device, runtime, protocol, threads, batch)")
+    check = actions.add_parser("check", help="predicted against measured latency on held-out specs (measured under "
+                                             "the directory's own stamp: device, runtime, protocol, threads, "
+                                             "batch); the fitted predictor where there is one, else the table")
     check.add_argument("--lut", required=True, help="the table's directory")
     check.add_argument("--samples", type=int, default=50, help="how many specs (default 50)")
     check.add_argument("--seed", type=int, default=None, help="sampling seed (default: the table's + 1000)")
@@ -306,6 +442,10 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
                        help="measure pieces the table lacks first (default); --no-extend skips such specs")
     check.add_argument("--calibrate", action="store_true", help="fit the calibration on these samples and save it")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--table", action="store_true",
+                       help="check the summed look-up table even where the directory has a fitted predictor")
+    check.add_argument("--plot", default=None,
+                       help="where the predicted-against-measured scatter goes (default DIR/check.png)")
     _timing_options(check)
     _cache_options(check)
     check.set_defaults(handler=_check)
@@ -316,6 +456,29 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
     predict.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
     predict.add_argument("--breakdown", action="store_true", help="per-piece latencies")
     predict.set_defaults(handler=_predict)
+
+    fit = actions.add_parser(
+        "fit", help="measure whole networks and fit a latency predictor on them (stored in --lut)",
+        description="Measures the references, --samples networks of --space and --netadapt pruned networks end "
+                    "to end, fits every candidate model (madds, nnls, gbt, nnls+gbt), keeps the best by "
+                    "cross-validated accuracy, then adds --per-round networks per adaptive round where the "
+                    "held-out error is largest. Resumable: every measurement is stored as it finishes.")
+    fit.add_argument("--lut", required=True, help="the directory (a look-up table's, or a new one)")
+    fit.add_argument("--space", default="mnasnet", help="search space to sample (default mnasnet)")
+    fit.add_argument("--samples", type=int, default=100, help="networks sampled from --space (default 100)")
+    fit.add_argument("--specs", default=None, help="also a directory of spec YAML files")
+    fit.add_argument("--refs", action=argparse.BooleanOptionalAction, default=True,
+                     help="also the shipped references (default)")
+    fit.add_argument("--netadapt", type=int, default=30, metavar="N",
+                     help="also N NetAdapt-pruned MobileNetV3-Small/-Large and MnasNet-A1 (default 30)")
+    fit.add_argument("--rounds", type=int, default=2, help="adaptive rounds (default 2; 0 = none)")
+    fit.add_argument("--per-round", type=int, default=10, help="networks added per adaptive round (default 10)")
+    fit.add_argument("--model", choices=("auto", *MODELS), default="auto",
+                     help="the model to fit (default auto: the best cross-validated candidate)")
+    fit.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    _device_options(fit, 224, "input resolution (default 224)")
+    _cache_options(fit)
+    fit.set_defaults(handler=_fit)
 
     server = actions.add_parser("server", help="inspect or stop this host's device servers")
     server.add_argument("server_command", choices=("status", "stop"), help="status: list them; stop: end them")
