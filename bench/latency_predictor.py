@@ -15,6 +15,10 @@ and a re-run measures nothing twice.
 - Learning curve: every candidate model fitted on the first N of the training pool for each N of
   ``--sizes``, with its held-out accuracy and the measuring time those N networks cost.
 - Cost: the fit time, and the predict time per architecture (target < 1 ms).
+- Screening (``--screen``): a predictor fitted for the demo campaign (``nas latency fit
+  --campaign experiments/demo.yaml``), then the demo setup twice with ``--screen-trials`` trials,
+  the same seed, the cache off: once with ``latency.source: measure`` and once with ``screen``.
+  How many measurements ``screen`` saved, the best reward and the wall time of each.
 
 Targets (issue 13): on the held-out space networks and on the pruned ones, >= 90% within +-10%
 and Spearman >= 0.95; each reference within +-10%. Run it on a quiet machine.
@@ -24,9 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from bench.common import RESULTS, write_report
 from latency.config import LatencyConfig, make_backend
@@ -34,6 +42,7 @@ from latency.lut import accuracy
 from latency.predictor import MIN_SAMPLES, MODELS, fit_predictor
 from latency.samples import Sample, SampleStore
 from latency.sampling import space_specs
+from nas.campaign.config import default_storage
 from nas.spec.arch import ArchSpec
 from netadapt.grid import combined_specs, netadapt_variants
 from netadapt.proposals import TargetOptions
@@ -79,6 +88,66 @@ def evaluate(predictor, samples: list[Sample]) -> dict:
     return figures
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _nas(*args: str, cwd: Path) -> float:
+    env = dict(os.environ, GLOG_v="3", PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "nas.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=7200)
+    if done.returncode != 0:
+        raise RuntimeError(f"nas {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def screening(args: argparse.Namespace, fitted: Path) -> dict:
+    """The demo setup with ``measure`` and with ``screen``, same seed, cache off."""
+    import optuna  # heavy: only this section reads the studies
+
+    demo = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
+    fit_s = _nas("latency", "fit", "--lut", str(fitted), "--campaign", str(ROOT / "experiments" / "demo.yaml"),
+                 "--samples", str(args.screen_fit_samples), "--no-refs", "--netadapt", "0", "--rounds", "1",
+                 "--per-round", "10", cwd=ROOT)
+    print(f"screen: predictor fitted for the demo in {fit_s:.0f} s", flush=True)
+    figures: dict = {"fit_s": fit_s, "trials": args.screen_trials}
+    with tempfile.TemporaryDirectory(prefix="bench-screen-") as name:
+        folder = Path(name)
+        for source in ("measure", "screen"):
+            config = {**demo, "name": f"demo_{source}", "budget": {"trials": args.screen_trials}}
+            config["latency"] = {**demo["latency"], "source": source, "cache": False}
+            if source == "screen":
+                config["latency"].update(lut=str(fitted), screen_top_k=args.screen_top_k)
+            path = folder / f"{source}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            wall = _nas("search", "-c", str(path), "--runs-dir", str(folder / "runs"), cwd=folder)
+            study = optuna.load_study(study_name=config["name"],
+                                      storage=default_storage(folder / "runs" / config["name"]))
+            done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+            fresh = [t for t in done if "reused_from" not in t.user_attrs]
+            measured = [t for t in fresh if t.user_attrs.get("latency_source") == "measured"]
+            best = max(done, key=lambda t: t.user_attrs["reward"])
+            row = {"wall_s": wall, "trials": len(done), "evaluated": len(fresh), "measured": len(measured),
+                   "best_reward": best.user_attrs["reward"], "best_arch": best.user_attrs.get("arch_id"),
+                   "best_latency_source": best.user_attrs.get("latency_source"),
+                   "measure_s": sum(t.user_attrs.get("measure_seconds", 0.0) for t in fresh)}
+            if source == "screen":
+                errors = [abs(t.user_attrs["lut_ms"] - t.user_attrs["latency_ms"]) / t.user_attrs["latency_ms"]
+                          for t in measured]
+                row["prediction_error_median"] = statistics.median(errors) if errors else float("nan")
+            figures[source] = row
+            print(f"screen: {source:<7} {len(done)} trials ({len(fresh)} evaluated), {len(measured)} measured, best "
+                  f"reward {row['best_reward']:.4f} ({row['best_latency_source']}), wall {wall:.0f} s, measuring "
+                  f"{row['measure_s']:.0f} s", flush=True)
+    saved = figures["measure"]["measured"] - figures["screen"]["measured"]
+    figures["measurements_saved"] = saved
+    figures["wall_ratio"] = figures["screen"]["wall_s"] / figures["measure"]["wall_s"]
+    print(f"screen: {saved} measurements saved of {figures['measure']['measured']}; wall time ratio screen/measure "
+          f"{figures['wall_ratio']:.2f}; best reward {figures['screen']['best_reward']:.4f} vs "
+          f"{figures['measure']['best_reward']:.4f}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=150, help="MnasNet-space training networks (default 150)")
@@ -90,7 +159,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runtime", choices=["onnxruntime", "mindspore"], default=None)
     parser.add_argument("--dir", default=None, help="sample directory (default bench/results/predictor-<runtime>)")
+    parser.add_argument("--screen", action="store_true", help="also the screening comparison on the demo setup")
+    parser.add_argument("--only-screen", action="store_true", help="only the screening comparison")
+    parser.add_argument("--screen-trials", type=int, default=40, help="trials of each screening campaign")
+    parser.add_argument("--screen-top-k", type=int, default=5, help="screen: the top-k a candidate must reach")
+    parser.add_argument("--screen-fit-samples", type=int, default=60, help="screen: demo networks to fit on")
     args = parser.parse_args()
+    if args.only_screen:
+        figures = {"args": vars(args), "screening": screening(args, RESULTS / "predictor-demo")}
+        write_report("latency_predictor_screening", figures)
+        return
     started = time.perf_counter()
     settings = LatencyConfig(resolution=args.resolution, threads=args.threads, cache=False, runtime=args.runtime)
     backend = make_backend(settings)
@@ -170,6 +248,8 @@ def main() -> None:
     for name, row in refs_detail.items():
         print(f"  {name:<20} measured {row['measured_ms']:.3f} ms, predicted {row['predicted_ms']:.3f} ms "
               f"({row['error']:+.1%})")
+    if args.screen:
+        figures["screening"] = screening(args, RESULTS / "predictor-demo")
     figures["seconds"] = time.perf_counter() - started
     write_report(f"latency_predictor_{stamp.runtime}", figures)
 

@@ -16,14 +16,17 @@ from latency.remote import RayLatencyBackend
 from latency.stamp import MODES, PROTOCOLS, RUNTIMES, parse_device
 from nas.spec.checks import check_bool, check_choice, check_int, check_number, check_text
 
-SOURCES = ("measure", "lut", "both")
+SOURCES = ("measure", "lut", "both", "screen")
 
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Where latency comes from: ``measure`` on the device, a ``lut`` prediction, or ``both``
-    (the measurement counts; the prediction is kept beside it). The rest is the device and the
-    timing protocol (see :class:`~latency.mindspore_backend.MindSporeBackend`).
+    """Where latency comes from: ``measure`` on the device, a ``lut`` prediction (the directory's
+    fitted predictor, else its look-up table), ``both`` (the measurement counts; the prediction is
+    kept beside it), or ``screen``: every candidate is predicted, and measured only where its
+    reward, with the latency at the optimistic end of the predictor's error band, could enter the
+    campaign's ``screen_top_k`` best (``screen`` needs a fitted predictor). The rest is the device
+    and the timing protocol (see :class:`~latency.mindspore_backend.MindSporeBackend`).
 
     ``resolution`` ``None`` measures each spec at its own resolution; ``threads`` ``None`` uses
     every core this process may run on. ``address`` (a Ray cluster address) measures on the
@@ -49,14 +52,16 @@ class LatencyConfig:
     max_seconds: float = 30.0
     block_calls: int | None = None
     address: str | None = None
+    screen_top_k: int = 5
 
     def __post_init__(self) -> None:
         check_choice("latency.source", self.source, SOURCES)
         check_text("latency.device", self.device)
         parse_device(self.device)  # UnknownDeviceError names the device
-        if self.source in ("lut", "both") and not self.lut:
+        if self.source in ("lut", "both", "screen") and not self.lut:
             raise ValueError(f"latency.lut: source {self.source!r} needs a look-up table directory")
         check_int("latency.batch", self.batch, 1)
+        check_int("latency.screen_top_k", self.screen_top_k, 1)
         if self.resolution is not None:
             check_int("latency.resolution", self.resolution, 8)
         if self.threads is not None:

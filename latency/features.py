@@ -11,12 +11,13 @@ Every piece of a network is described as the fused kernels it runs, in the style
 - ``pw.elems`` and ``dw.elems``: the tensor elements those kernels read and write (memory traffic);
 - ``act.{kind}.elems``: elements passed through each activation (hard-swish and swish cost more
   than ReLU);
-- ``se.elems`` and ``se.count``: squeeze-and-excitation (a global pool and a rescale over the
-  expanded tensor, plus two tiny dense layers);
+- ``se.elems``, ``se.madds`` and ``se.count``: squeeze-and-excitation (a global pool and a
+  rescale over the expanded tensor, plus two tiny 1x1 convs);
 - ``add.elems``: residual additions; ``dense.madds``: the head's dense layers;
 - ``kernels``: how many kernels are launched (each one costs a fixed dispatch time).
 
-MAdds and elements are in millions. The model is then linear (or boosted trees) over the sums of
+MAdds and elements are in millions; the MAdds features add up to :func:`nas.spec.profile.profile`'s
+count exactly. The model is then linear (or boosted trees) over the sums of
 these per-layer features. Pure Python: no MindSpore.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from nas.spec.arch import ArchSpec
 from nas.spec.layers import LayerPlan, plan_layers, stem_output_size
+from nas.spec.parts import split_channels
 
 MEGA = 1e6
 STAGES = ((112, "s112"), (56, "s56"), (28, "s28"), (14, "s14"), (0, "s7"))
@@ -61,7 +63,8 @@ class _Tally:
             self.add(f"act.{act}.elems", c_out * size_out * size_out / MEGA)
 
     def pointwise(self, c_in: int, c_out: int, groups: int, size: int, act: str | None) -> None:
-        self.add(f"pw.madds.{_stage(size)}", c_in * c_out / groups * size * size / MEGA)
+        parts = zip(split_channels(c_in, groups), split_channels(c_out, groups))
+        self.add(f"pw.madds.{_stage(size)}", sum(a * b for a, b in parts) * size * size / MEGA)
         self.add("pw.elems", (c_in + c_out) * size * size / MEGA)
         self.add("kernels", groups)
         if act:
@@ -92,6 +95,7 @@ def _layer(plan: LayerPlan) -> LayerFeatures:
         tally.add(f"act.{plan.act}.elems", plan.mid_channels * plan.output_size ** 2 / MEGA)
     if plan.se_channels:
         tally.add("se.elems", 2 * plan.mid_channels * plan.output_size ** 2 / MEGA)
+        tally.add("se.madds", 2 * plan.mid_channels * plan.se_channels / MEGA)
         tally.add("se.count", 1)
         tally.add("kernels", 5)
     if plan.kind != "conv":

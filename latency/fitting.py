@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from latency.predictor import CandidateReport, FittedPredictor, adaptive_picks, fit_predictor
 from latency.samples import SampleStore, measure_missing
@@ -47,7 +47,8 @@ class FitReport:
 
 def fit_in_rounds(directory: str | Path, backend: Any, stamp: DeviceStamp,
                   initial: Sequence[tuple[str, Sequence[ArchSpec]]], *, space: str | None = None,
-                  rounds: int = 2, per_round: int = 10, model: str = "auto", seed: int = 0,
+                  space_options: Mapping[str, Any] | None = None, rounds: int = 2, per_round: int = 10,
+                  model: str = "auto", seed: int = 0,
                   progress: Callable[[str], Callable[[int, int, Any], None]] | None = None,
                   log: Callable[[str], None] = print) -> FitReport:
     """Run steps 1-4 of the module docstring in ``directory`` with ``backend`` (of ``stamp``)."""
@@ -70,7 +71,8 @@ def fit_in_rounds(directory: str | Path, backend: Any, stamp: DeviceStamp,
                 break
             chosen = predictions[predictor.kind]
             errors = [(p - s.ms) / s.ms for p, s in zip(chosen, samples)]
-            pool, _ = space_specs(space, per_round * POOL_FACTOR, seed=seed + 7919 * (index + 1))
+            pool, _ = space_specs(space, per_round * POOL_FACTOR, seed=seed + 7919 * (index + 1),
+                                  options=space_options)
             picks = adaptive_picks(samples, errors, pool, per_round, stamp.resolution)
             measured = measure_missing(store, backend, picks, "adaptive",
                                        progress(f"round {index + 1}: measuring where the error is largest")

@@ -16,7 +16,8 @@ learns from whole networks (:mod:`latency.samples`), over analytic fused-kernel 
 with the most predictions within +-10% (then the lowest mean error).
 
 The fitted predictor lives in the table's directory as ``predictor.json``: its stamp, the model,
-its feature names and coefficients, the features its training set ever used, the arch_ids of its
+its feature names and coefficients, its error band (the 90th percentile of the cross-validated
+relative error, which ``screen`` campaigns use), the features its training set ever used, the arch_ids of its
 training set (the trees are refitted from ``samples.sqlite`` on load, deterministically, so no
 pickled object is ever read) and every candidate's cross-validated accuracy. It refuses a
 backend or table of another stamp, and a network with a kernel kind its training set never had.
@@ -190,8 +191,10 @@ class FittedPredictor:
     """A fitted model over whole-network features at one stamp (see the module docstring)."""
 
     def __init__(self, model: _Model, stamp: DeviceStamp, training: Sequence[str],
-                 candidates: Sequence[CandidateReport], seen: Sequence[str], directory: Path | None = None) -> None:
+                 candidates: Sequence[CandidateReport], seen: Sequence[str], band: float,
+                 directory: Path | None = None) -> None:
         self.model = model
+        self.band = band  # the 90th percentile of the cross-validated |relative error|
         self.stamp = stamp
         self.training = tuple(training)
         self.candidates = tuple(candidates)
@@ -246,7 +249,7 @@ class FittedPredictor:
                 "features": list(self.model.names), "seen": sorted(self.seen),
                 "linear": None if linear is None else {"names": list(linear.names), "coef": list(linear.coef),
                                                        "intercept": linear.intercept},
-                "training": list(self.training), "fitted_at": time.time(),
+                "training": list(self.training), "band": self.band, "fitted_at": time.time(),
                 "candidates": [{"model": c.model, "fit_seconds": c.fit_seconds, **c.accuracy.to_dict()}
                                for c in self.candidates]}
 
@@ -292,6 +295,9 @@ def load_predictor(directory: str | Path) -> FittedPredictor:
                 raise ValueError("linear: as many names as coefficients expected")
         training = [str(arch_id) for arch_id in data["training"]]
         seen = [str(name) for name in data["seen"]]
+        band = float(data["band"])
+        if not 0 <= band < 1:
+            raise ValueError(f"band {band!r} outside [0, 1)")
         candidates = [CandidateReport(str(c["model"]), Accuracy(**{k: v for k, v in c.items()
                                                                    if k not in ("model", "fit_seconds")}),
                                       float(c["fit_seconds"])) for c in data.get("candidates", [])]
@@ -313,7 +319,8 @@ def load_predictor(directory: str | Path) -> FittedPredictor:
         rows = [network_features(sample.spec, stamp.resolution) for sample in samples]
         refit = _Model.fit(kind, rows, [sample.ms for sample in samples], names)
         trees = refit.trees
-    return FittedPredictor(_Model(kind, names, linear, trees), stamp, training, candidates, seen, Path(directory))
+    return FittedPredictor(_Model(kind, names, linear, trees), stamp, training, candidates, seen, band,
+                           Path(directory))
 
 
 def fit_predictor(samples: Sequence[Sample], stamp: DeviceStamp, model: str = "auto",
@@ -340,7 +347,9 @@ def fit_predictor(samples: Sequence[Sample], stamp: DeviceStamp, model: str = "a
     best = max(reports, key=lambda report: (report.accuracy.within_10pct, -report.accuracy.mean_abs_pct_error))
     names = _feature_names(rows)
     fitted = _Model.fit(best.model, rows, ms, names)
-    predictor = FittedPredictor(fitted, stamp, [sample.arch_id for sample in samples], reports, names)
+    errors = sorted(abs(p - m) / m for p, m in zip(predictions[best.model], ms))
+    band = min(0.99, errors[min(len(errors) - 1, int(0.9 * len(errors)))])
+    predictor = FittedPredictor(fitted, stamp, [sample.arch_id for sample in samples], reports, names, band)
     return predictor, reports, predictions
 
 
@@ -348,7 +357,8 @@ def adaptive_picks(samples: Sequence[Sample], errors: Sequence[float], pool: Seq
                    resolution: int) -> list[ArchSpec]:
     """The ``count`` networks of ``pool`` nearest to where the held-out error is largest: each pool
     network is scored by the out-of-fold error of its nearest training network (standardised
-    log features), and the highest scores win, at most one pick per training neighbour first."""
+    log features), and the highest scores win (the closest of equal ones), at most one pick per
+    training neighbour first."""
     if count <= 0 or not pool:
         return []
     rows = [network_features(sample.spec, resolution) for sample in samples]
@@ -367,14 +377,14 @@ def adaptive_picks(samples: Sequence[Sample], errors: Sequence[float], pool: Seq
         point = vector(network_features(spec, resolution))
         distances = [sum(((a - b) / s) ** 2 for a, b, s in zip(point, other, spread)) for other in train]
         nearest = min(range(len(train)), key=distances.__getitem__)
-        scored.append((abs(errors[nearest]), nearest, spec))
-    scored.sort(key=lambda item: -item[0])
+        scored.append((-abs(errors[nearest]), distances[nearest], nearest, spec))
+    scored.sort(key=lambda item: item[:2])  # the largest error first; of equal ones, the closest
     picks, used = [], set()
-    for _, nearest, spec in scored:
+    for _, _, nearest, spec in scored:
         if nearest not in used and len(picks) < count:
             picks.append(spec)
             used.add(nearest)
-    for _, _, spec in scored:
+    for *_, spec in scored:
         if len(picks) >= count:
             break
         if spec not in picks:

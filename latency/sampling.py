@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import SpecError
@@ -86,12 +86,13 @@ def reference_variants(count: int, seed: int = 0, bases: Sequence[str] = VARIANT
     return list(found.values())
 
 
-def space_specs(name: str, count: int, seed: int = 0) -> tuple[list[ArchSpec], str]:
-    """``count`` distinct specs sampled from search space ``name`` (``refs``: random variants of the
-    references) and a note on where they came from."""
+def space_specs(name: str, count: int, seed: int = 0,
+                options: Mapping[str, Any] | None = None) -> tuple[list[ArchSpec], str]:
+    """``count`` distinct specs sampled from search space ``name`` with ``options`` (``refs``:
+    random variants of the references) and a note on where they came from."""
     if name == REFERENCE_SPACE:
         return reference_variants(count, seed), "random variants of the references"
-    space = get_space(name)
+    space = get_space(name, **dict(options or {}))
     rng = random.Random(seed)
     found: dict[str, ArchSpec] = {}
     for _ in range(50 * count + 100):

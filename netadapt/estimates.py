@@ -41,11 +41,26 @@ class LatencyPredictor(Protocol):
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured latency: the estimate (``median_ms``, the name NetAdapt's records keep) and the raw spread."""
+    """A measured latency: the estimate (``median_ms``, the name NetAdapt's records keep), the raw
+    spread, and the upper end of the estimate's interval."""
 
     median_ms: float
     p10_ms: float
     p90_ms: float
+    ci_high_ms: float = math.nan  # the upper end of the estimate's ~95% interval (nan: a meter without one)
+
+    @property
+    def high_ratio(self) -> float:
+        """The interval's upper end relative to the estimate (1.0 where there is no interval)."""
+        if math.isfinite(self.ci_high_ms) and self.median_ms > 0 and self.ci_high_ms >= self.median_ms:
+            return self.ci_high_ms / self.median_ms
+        return 1.0
+
+
+def _measurement(result: Any) -> Measurement:
+    high = float(getattr(result, "ci_high_ms", 0.0) or 0.0)
+    return Measurement(float(result.estimate_ms), float(result.p10_ms), float(result.p90_ms),
+                       high if high > 0 else math.nan)
 
 
 @runtime_checkable
@@ -63,13 +78,11 @@ class BackendMeter:
         self.backend = backend
 
     def measure(self, spec: ArchSpec) -> Measurement:
-        result = self.backend.measure(spec)
-        return Measurement(float(result.estimate_ms), float(result.p10_ms), float(result.p90_ms))
+        return _measurement(self.backend.measure(spec))
 
     def measure_many(self, specs: list[ArchSpec]) -> list[Measurement]:
         """Measure several specs back to back (one worker), for paired comparisons."""
-        return [Measurement(float(r.estimate_ms), float(r.p10_ms), float(r.p90_ms))
-                for r in self.backend.measure_many(list(specs))]
+        return [_measurement(result) for result in self.backend.measure_many(list(specs))]
 
     def __repr__(self) -> str:
         return f"BackendMeter({self.backend!r})"

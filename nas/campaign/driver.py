@@ -14,6 +14,7 @@ The run directory is described in :mod:`nas.campaign.rundir`, the study in
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import math
@@ -27,10 +28,12 @@ from typing import Any, Callable
 
 from controllers import Failed, StudyController, UnknownControllerError, controller_names, load_state, save_state
 from controllers.optuna_bridge import study_controller
-from latency.predictor import open_predictor
+from latency.config import make_backend
+from latency.errors import StampMismatchError
+from latency.predictor import has_predictor, open_predictor
 from latency.stamp import device_name
 from nas.campaign.config import CampaignConfig
-from nas.campaign.evaluate import Evaluation, evaluate_candidate
+from nas.campaign.evaluate import Evaluation, ScreenGate, evaluate_candidate
 from nas.campaign.results import trials_frame, write_tables
 from nas.campaign.rundir import RunDir
 from nas.campaign.study import INTERRUPTED, RUNNING, CampaignError, CampaignStudy, check_storage
@@ -54,6 +57,7 @@ class Progress:
     failed_now: int = 0
     reused: int = 0
     imprecise: int = 0  # finished trials whose latency interval stayed wider than the tolerance
+    predicted: int = 0  # screen: finished trials whose latency was predicted, not measured
     best: float = float("nan")
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
@@ -67,7 +71,8 @@ class Progress:
             eta = "?"
         best = f"{self.best:.4f}" if self.best == self.best else "-"
         imprecise = f"  imprecise latency {self.imprecise}" if self.imprecise else ""
-        return (f"[{self.finished}/{self.budget}] failed {self.failed}  reused {self.reused}{imprecise}  "
+        predicted = f"  latency predicted only {self.predicted}" if self.predicted else ""
+        return (f"[{self.finished}/{self.budget}] failed {self.failed}  reused {self.reused}{imprecise}{predicted}  "
                 f"running {in_flight}  best reward {best}  "
                 f"elapsed {(time.monotonic() - self.started) / 60:.1f} min  ETA {eta}")
 
@@ -118,16 +123,28 @@ def check_dataset(config: CampaignConfig) -> None:
 
 
 def check_predictor(config: CampaignConfig) -> None:
-    """A campaign that predicts latency (``latency.source`` lut or both) needs a readable predictor
+    """A campaign that predicts latency (``latency.source`` lut, both or screen) needs a readable predictor
     at the resolution it measures at; fail before anything is written."""
     latency = config.latency
-    if latency.source not in ("lut", "both") or latency.lut is None:
+    if latency.source not in ("lut", "both", "screen") or latency.lut is None:
         return
+    if latency.source == "screen" and not has_predictor(latency.lut):
+        raise CampaignError(f"latency.lut: source 'screen' needs a fitted predictor in {latency.lut!r}, which has "
+                            f"none; fit one with 'nas latency fit --lut {latency.lut}'")
     predictor = open_predictor(latency.lut)  # a missing or corrupt one raises a named error
     try:
-        if predictor.stamp.resolution != config.measure_resolution():
+        resolution = config.measure_resolution()
+        if predictor.stamp.resolution != resolution:
             raise CampaignError(f"latency.lut: {latency.lut!r} predicts at {predictor.stamp.resolution} px, but this "
-                                f"campaign measures latency at {config.measure_resolution()} px (latency.resolution)")
+                                f"campaign measures latency at {resolution} px (latency.resolution)")
+        if latency.address is not None:
+            return  # the device host's stamp is known only there; its measurements carry it
+        stamp = make_backend(dataclasses.replace(latency, cache=False), resolution=resolution).stamp(
+            resolution=resolution)
+        if stamp.key != predictor.stamp.key:
+            raise StampMismatchError(f"latency.lut: {latency.lut!r} predicts for [{predictor.stamp.key}], but this "
+                                     f"campaign's latency settings measure under [{stamp.key}]; fit or build one "
+                                     f"with the same device, runtime, threads and batch")
     finally:
         predictor.close()
 
@@ -184,6 +201,7 @@ class Campaign:
         self.study.heartbeat()
         self.rundir.add_driver(self.driver_id)
         self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
+        self.rewards: list[float] = []  # finished trials' rewards, best first (screen's top-k threshold)
         if self.rundir.state_path.is_file():
             self._recover()
         else:
@@ -230,6 +248,7 @@ class Campaign:
         progress.failed = len(self.study.failed())
         rewards = [t.user_attrs.get("reward") for t in finished if t.user_attrs.get("reward") is not None]
         progress.best = max(rewards) if rewards else float("nan")
+        self.rewards = sorted(rewards, reverse=True)
         if rerun_failed:
             trials = self.study.trials()
             retried = {t.user_attrs.get("rerun_of") for t in trials} | {number for _, number in self.to_rerun}
@@ -257,7 +276,7 @@ class Campaign:
                                timeout_s=config.evaluator.timeout_s, what="evaluation",
                                timeout_hint="evaluator.timeout_s")
                 stop.install()  # after ray.init, which sets its own handlers
-            pool.submit(job, job.spec_yaml, config.evaluator, config.latency, config.seed)
+            pool.submit(job, job.spec_yaml, config.evaluator, config.latency, config.seed, self._gate())
 
         def in_flight() -> list[CandidateJob]:
             return pool.keys() if pool is not None else []
@@ -317,6 +336,14 @@ class Campaign:
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
+
+    def _gate(self) -> ScreenGate | None:
+        """``screen``: the reward and the top-k threshold a new evaluation must be able to reach."""
+        latency = self.config.latency
+        if latency.source != "screen":
+            return None
+        threshold = self.rewards[latency.screen_top_k - 1] if len(self.rewards) >= latency.screen_top_k else None
+        return ScreenGate(self.config.reward, threshold)
 
     def _quiet(self) -> contextlib.AbstractContextManager[None]:
         """The driver's own computing (the controller's ask and tell, such as the RL policy's
@@ -386,6 +413,8 @@ class Campaign:
                          "tolerance after a second measurement); stored with latency_precise = false")
         self.controller.tell(job.trial, self._value(evaluation, reward), user_attrs=attrs)
         self._save_state()
+        bisect.insort(self.rewards, reward, key=lambda value: -value)
+        progress.predicted += evaluation.screen == "predicted"
         progress.finished += 1
         progress.best = reward if progress.best != progress.best else max(progress.best, reward)
         return attrs

@@ -14,10 +14,11 @@ from typing import Any, Mapping
 
 from latency.cache import CachedBackend
 from latency.config import LatencyConfig, make_backend
-from latency.predictor import open_predictor, predictor_kind
+from latency.predictor import load_predictor, open_predictor, predictor_kind
 from latency.protocol import pool
 from latency.stamp import device_name
 from nas.campaign.config import EvaluatorConfig
+from nas.campaign.reward import RewardConfig
 from nas.runtime.devicelock import device_lock
 from nas.spec.arch import ArchSpec
 from nas.training.data import open_cached
@@ -53,6 +54,9 @@ class LatencyRecord:
     latency_precise: bool | None = None  # False: the interval stayed wider than the tolerance
     latency_blocks: int | None = None  # paired blocks timed
     latency_raw_median_ms: float | None = None  # the candidate's own calls, absolute
+    screen: str | None = None  # source screen: "measured" (its reward could enter the top-k) or "predicted"
+    screen_bound: float | None = None  # the reward at the optimistic end of the prediction's error band
+    screen_threshold: float | None = None  # the top-k reward it had to reach (None: fewer than k finished)
 
     def attrs(self) -> dict[str, Any]:
         return _attrs(self)
@@ -77,6 +81,15 @@ class Evaluation(LatencyRecord):
         return _from_attrs(cls, attrs)
 
 
+@dataclass(frozen=True)
+class ScreenGate:
+    """What a ``screen`` evaluation decides by: the campaign's reward, and the reward a candidate
+    must be able to reach to enter the top-k (``None``: fewer than k trials finished, so measure)."""
+
+    reward: RewardConfig
+    threshold: float | None
+
+
 IMPRECISE_RETRIES = 1  # extra measurements of a result whose interval is wider than the tolerance
 
 
@@ -90,7 +103,7 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
     started = time.perf_counter()
     spec = spec.replace(resolution=resolution)
     lut_ms = lut_model = None
-    if latency.source in ("lut", "both"):
+    if latency.source in ("lut", "both", "screen"):
         assert latency.lut is not None  # LatencyConfig requires a table for these sources
         predictor = open_predictor(latency.lut)
         try:
@@ -121,16 +134,44 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
                          latency_raw_median_ms=result.median_ms, measure_seconds=time.perf_counter() - started)
 
 
-def evaluate_candidate(spec_yaml: str, evaluator: EvaluatorConfig, latency: LatencyConfig, seed: int) -> Evaluation:
-    """Latency and proxy accuracy of one spec; raises on failure (the trial then FAILs)."""
+def _screened(spec: ArchSpec, latency: LatencyConfig, resolution: int, accuracy: float,
+              gate: ScreenGate | None) -> LatencyRecord:
+    """``screen``: the prediction, and a measurement only where the reward at the optimistic end
+    of the predictor's error band could reach the top-k threshold."""
+    started = time.perf_counter()
+    assert latency.lut is not None  # LatencyConfig requires one for screen
+    predictor = load_predictor(latency.lut)
+    predicted = float(predictor.predict(spec.replace(resolution=resolution)))
+    threshold = gate.threshold if gate is not None else None
+    bound = None
+    if gate is not None and threshold is not None:
+        bound = gate.reward.score(accuracy, predicted * (1.0 - predictor.band))
+    if bound is not None and threshold is not None and bound < threshold:
+        return LatencyRecord(latency_ms=predicted, latency_source="lut", lut_ms=predicted, lut_model=predictor.kind,
+                             screen="predicted", screen_bound=bound, screen_threshold=threshold,
+                             measure_seconds=time.perf_counter() - started)
+    measured = measure_latency(spec, dataclasses.replace(latency, source="measure"), resolution)
+    return dataclasses.replace(measured, lut_ms=predicted, lut_model=predictor.kind, screen="measured",
+                               screen_bound=bound, screen_threshold=threshold)
+
+
+def evaluate_candidate(spec_yaml: str, evaluator: EvaluatorConfig, latency: LatencyConfig, seed: int,
+                       gate: ScreenGate | None = None) -> Evaluation:
+    """Latency and proxy accuracy of one spec; raises on failure (the trial then FAILs).
+
+    Latency comes first, except under ``screen``, whose decision to measure needs the accuracy."""
     started = time.perf_counter()
     spec = ArchSpec.from_yaml(spec_yaml)
-    measured = measure_latency(spec, latency, latency.resolution or evaluator.resolution)
+    resolution = latency.resolution or evaluator.resolution
+    if latency.source != "screen":
+        measured = measure_latency(spec, latency, resolution)
     # Quiet measurement: the whole proxy task (data, compiling, steps, evaluation) holds the device
     # lock shared, so a measurement on this host (which holds it exclusively) never times beside it.
     with device_lock(device_name(latency.device), exclusive=False):
         data = open_cached(evaluator.data_config(seed))
         proxy = train_proxy(spec, data, evaluator.train_config(seed), device=None, threads=evaluator.threads)
+    if latency.source == "screen":
+        measured = _screened(spec, latency, resolution, proxy.top1, gate)
     return Evaluation(**dataclasses.asdict(measured), accuracy=proxy.top1, top5=proxy.top5,
                       held_out_loss=proxy.held_out_loss, train_loss=proxy.train_loss,
                       train_seconds=proxy.train_seconds + proxy.eval_seconds, proxy_epochs=proxy.epochs,

@@ -26,13 +26,14 @@ from latency.lut import (
 )
 from latency.mindspore_backend import MindSporeBackend
 from latency.pieces import unique_pieces
-from latency.predictor import MODELS, has_predictor, load_predictor
+from latency.predictor import MODELS, UnseenKernelError, has_predictor, load_predictor
 from latency.protocol import ANCHOR
 from latency.remote import RayLatencyBackend
-from latency.samples import Sample, SampleStore, measure_missing
+from latency.samples import ROLES, Sample, SampleStore, measure_missing
 from latency.sampling import load_spec_dir, source_specs, space_specs
 from latency.server import running_servers, stop_server
 from latency.stamp import PROTOCOLS, RUNTIMES, DeviceStamp
+from nas.campaign.config import load_config
 from nas.campaign.plots import pyplot
 from nas.spec.arch import ArchSpec
 from netadapt.grid import grid_specs, netadapt_variants
@@ -166,20 +167,26 @@ def _build_lut(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    space, options, settings, resolution = args.space, {}, _settings(args), args.resolution
+    if args.campaign:  # the campaign's space (with its options) and its latency settings
+        campaign = load_config(args.campaign)
+        space, options = campaign.space.name, dict(campaign.space.options)
+        resolution = campaign.measure_resolution()
+        settings = dataclasses.replace(campaign.latency, source="measure", resolution=resolution,
+                                       cache=not args.no_cache)
     backend = make_backend(settings, cache_path=args.cache)
-    stamp = backend.stamp(resolution=args.resolution)
-    LatencyLUT(args.lut, stamp, source={"kind": "fit", "space": args.space, "seed": args.seed}).close()
+    stamp = backend.stamp(resolution=resolution)
+    LatencyLUT(args.lut, stamp, source={"kind": "fit", "space": space, "options": options, "seed": args.seed}).close()
     initial: list[tuple[str, list[ArchSpec]]] = []
     if args.refs:
         initial.append(("reference", [references.get(name) for name in references.names()]))
-    if args.space and args.samples:
-        initial.append(("space", space_specs(args.space, args.samples, seed=args.seed)[0]))
+    if space and args.samples:
+        initial.append(("space", space_specs(space, args.samples, seed=args.seed, options=options)[0]))
     if args.specs:
         initial.append(("space", load_spec_dir(args.specs)))
     if args.netadapt:
         initial.append(("netadapt", netadapt_variants(args.netadapt, seed=args.seed)))
-    report = fit_in_rounds(args.lut, backend, stamp, initial, space=args.space, rounds=args.rounds,
+    report = fit_in_rounds(args.lut, backend, stamp, initial, space=space, space_options=options, rounds=args.rounds,
                            per_round=args.per_round, model=args.model, seed=args.seed, progress=_progress_eta,
                            log=lambda line: print(line, file=sys.stderr))
     predictor = report.predictor
@@ -224,12 +231,25 @@ def _check_predictor(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else 1000
     training = set(predictor.training)
     candidates, note = source_specs(source, samples=args.samples + len(training), seed=seed)
-    specs = [spec for spec in candidates if spec.arch_id not in training][:args.samples]
+    specs, skipped = [], []
+    for spec in candidates:
+        if spec.arch_id in training or len(specs) >= args.samples:
+            continue
+        try:
+            predictor.features(spec)
+            specs.append(spec)
+        except UnseenKernelError as error:
+            skipped.append(str(error))
+    for reason in skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    if not specs:
+        raise UnseenKernelError(f"none of the check samples can be predicted by the predictor in {args.lut} "
+                                f"({len(skipped)} have kernels it never saw); check networks like its training set")
     _print_note(f"{note} (check samples, none of the {len(training)} training networks)")
     store = SampleStore(args.lut, stamp)
     try:
         measure_missing(store, backend, specs, "check", _progress_eta("measuring check networks"))
-        labels = {sample.arch_id: sample for sample in store.samples(("check",))}
+        labels = {sample.arch_id: sample for sample in store.samples(ROLES)}
     finally:
         store.close()
     rows = [(spec, labels[spec.arch_id], predictor.predict(spec)) for spec in specs]
@@ -465,6 +485,9 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
                     "held-out error is largest. Resumable: every measurement is stored as it finishes.")
     fit.add_argument("--lut", required=True, help="the directory (a look-up table's, or a new one)")
     fit.add_argument("--space", default="mnasnet", help="search space to sample (default mnasnet)")
+    fit.add_argument("--campaign", default=None, metavar="CONFIG",
+                     help="fit for a campaign: its space (with its options) and its latency settings (device, "
+                          "runtime, threads, batch, resolution, protocol) instead of --space and the options below")
     fit.add_argument("--samples", type=int, default=100, help="networks sampled from --space (default 100)")
     fit.add_argument("--specs", default=None, help="also a directory of spec YAML files")
     fit.add_argument("--refs", action=argparse.BooleanOptionalAction, default=True,

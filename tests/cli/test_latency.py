@@ -7,6 +7,7 @@ import json
 import pytest
 
 from latency.lut import LatencyLUT
+from latency.sampling import space_specs
 from latency.stamp import local_stamp
 from nas.cli import main
 from tests.support.latency import tiny_spec
@@ -115,3 +116,52 @@ def test_check_refuses_a_table_from_another_device(tmp_path, capsys) -> None:
     LatencyLUT(tmp_path / "lut", dataclasses.replace(foreign, cpu_model="Some Other CPU")).close()
     code, _, err = _run(capsys, "latency", "check", "--lut", str(tmp_path / "lut"), "--samples", "1", "--refs")
     assert code == 2 and "Some Other CPU" in err
+
+
+FIT_QUICK = ["--resolution", "16", "--threads", "1", "--warmup", "1", "--min-repeats", "3", "--max-repeats", "5",
+             "--tolerance", "0.5", "--max-seconds", "2"]
+
+
+@pytest.mark.slow  # measures
+def test_fit_a_predictor_check_it_on_held_out_networks_and_predict(tmp_path, capsys) -> None:
+    lut = tmp_path / "fitted"
+    fit = ["latency", "fit", "--lut", str(lut), "--space", "mnasnet", "--samples", "16", "--netadapt", "0",
+           "--no-refs", "--rounds", "1", "--per-round", "2", "--model", "nnls", *FIT_QUICK]
+    code, out, err = _run(capsys, *fit)
+    assert code == 0, err
+    assert "model nnls, fitted on 18 networks" in out and "nnls" in out and "within +-5/10/20%" in out
+    assert "measuring space networks: 16/16" in err and "ETA" in err  # progress with an ETA
+    assert "round 1: measuring where the error is largest: 2/2" in err
+    saved = json.loads((lut / "predictor.json").read_text())
+    assert saved["model"] == "nnls" and len(saved["training"]) == 18 and saved["stamp"]["resolution"] == 16
+    assert 0 <= saved["band"] < 1
+
+    code, out, err = _run(capsys, *fit)  # resumable: every network is stored already
+    assert code == 0 and "fitted on 18 networks" in out and "measuring" not in err
+
+    code, out, err = _run(capsys, "latency", "check", "--lut", str(lut), "--samples", "4", "--json", *QUICK)
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["rows"]) == 4 and not {row["arch_id"] for row in report["rows"]} & set(saved["training"])
+    assert {"within_5pct", "within_10pct", "within_20pct", "spearman", "kendall", "max_abs_pct_error"} <= set(
+        report["accuracy"])
+    assert 0 <= report["within_label_ci"] <= 1 and (lut / "check.png").stat().st_size > 1000
+    assert all(row["ci_low_ms"] <= row["measured_ms"] <= row["ci_high_ms"] for row in report["rows"])
+
+    sampled = tmp_path / "sampled.yaml"
+    sampled.write_text(space_specs("mnasnet", 1, seed=77)[0][0].to_yaml())
+    code, out, _ = _run(capsys, "latency", "predict", str(sampled), "--lut", str(lut))
+    assert code == 0 and "by the fitted nnls model at 16 px" in out
+
+    # Bad input: one line naming what is wrong, exit 2, nothing lost.
+    code, _, err = _run(capsys, "latency", "predict", "mobilenet_v3_small", "--lut", str(lut))
+    assert code == 2 and "act.hswish.elems" in err and "no training network had" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, *fit[:fit.index("--model")], "--model", "gbt", *FIT_QUICK)
+    assert code == 2 and "needs at least 30 measured networks" in err and "has 18" in err
+    code, _, err = _run(capsys, *fit[:-len(FIT_QUICK)], *FIT_QUICK[:2], "--threads", "2", *FIT_QUICK[4:])
+    assert code == 2 and "use another directory" in err
+    (lut / "predictor.json").write_text('{"format": "nas-latency-predictor", "version": 1')
+    code, _, err = _run(capsys, "latency", "predict", str(sampled), "--lut", str(lut))
+    assert code == 2 and "predictor.json is unreadable" in err
+    assert len(json.loads((lut / "meta.json").read_text())["stamp"]) > 0
