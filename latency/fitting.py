@@ -6,6 +6,7 @@
    (:func:`latency.predictor.fit_predictor`).
 3. Adaptive rounds (at most ``rounds``): draw a pool of fresh space samples, measure the
    ``per_round`` of them nearest to the training networks with the largest held-out errors, refit.
+   The directory counts the adaptive networks it holds, so a re-run adds only what is missing.
 4. Save ``predictor.json`` beside the samples.
 
 Every measurement is stored as it finishes, so an interrupted fit resumes where it stopped, and
@@ -61,22 +62,26 @@ def fit_in_rounds(directory: str | Path, backend: Any, stamp: DeviceStamp,
         for role, specs in initial:
             measured += measure_missing(store, backend, specs, role,
                                         progress(f"measuring {role} networks") if progress else None)
-        for index in range(rounds + 1):
+        # Adaptive picks still to make: a re-run after a finished fit makes none, and one interrupted
+        # mid-round makes only the rest.
+        left = max(0, rounds * per_round - sum(sample.role == "adaptive" for sample in store.samples()))
+        for index in range(rounds + 1):  # bounded: at most ``rounds`` adaptive rounds
             samples = store.samples()
             predictor, reports, predictions = fit_predictor(samples, stamp, model)
             history.append(FitRound(index, len(samples), measured, tuple(reports), predictor.kind))
             for report in reports:
                 log(f"round {index} ({len(samples)} networks) {report.describe()}")
-            if index == rounds or space is None:
+            if left == 0 or space is None:
                 break
             chosen = predictions[predictor.kind]
             errors = [(p - s.ms) / s.ms for p, s in zip(chosen, samples)]
             pool, _ = space_specs(space, per_round * POOL_FACTOR, seed=seed + 7919 * (index + 1),
                                   options=space_options)
-            picks = adaptive_picks(samples, errors, pool, per_round, stamp.resolution)
+            picks = adaptive_picks(samples, errors, pool, min(per_round, left), stamp.resolution)
             measured = measure_missing(store, backend, picks, "adaptive",
                                        progress(f"round {index + 1}: measuring where the error is largest")
                                        if progress else None)
+            left -= max(1, measured)
         path = predictor.save(directory)
     finally:
         store.close()
