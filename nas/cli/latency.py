@@ -41,29 +41,15 @@ from search_spaces import references
 
 
 def _progress(label: str) -> Callable[[int, int, Any], None]:
-    """A one-line counter on stderr (rewritten in place on a terminal)."""
-    terminal = sys.stderr.isatty()
-
-    def show(done: int, total: int, what: Any = None) -> None:
-        name = getattr(what, "name", "") or getattr(what, "kind", "") or ""
-        text = f"{label}: {done}/{total} {name}"
-        if terminal:
-            print(f"\r{text:<72}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-        elif done == total or done % 10 == 0 or done == 1:
-            print(text, file=sys.stderr, flush=True)
-
-    return show
-
-
-def _progress_eta(label: str) -> Callable[[int, int, Any], None]:
-    """A counter with the elapsed time and an ETA (from the mean time per item so far) on stderr."""
+    """A one-line counter on stderr with the elapsed time and an ETA (from the mean time per item so
+    far), rewritten in place on a terminal."""
     terminal = sys.stderr.isatty()
     started = time.monotonic()
 
     def show(done: int, total: int, what: Any = None) -> None:
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done) if done else 0.0
-        name = getattr(what, "name", "") or ""
+        name = getattr(what, "name", "") or getattr(what, "kind", "") or ""
         text = f"{label}: {done}/{total} {name}  {elapsed:.0f} s, ETA {eta:.0f} s"
         if terminal:
             print(f"\r{text:<78}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -187,7 +173,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.netadapt:
         initial.append(("netadapt", netadapt_variants(args.netadapt, seed=args.seed)))
     report = fit_in_rounds(args.lut, backend, stamp, initial, space=space, space_options=options, rounds=args.rounds,
-                           per_round=args.per_round, model=args.model, seed=args.seed, progress=_progress_eta,
+                           per_round=args.per_round, model=args.model, seed=args.seed, progress=_progress,
                            log=lambda line: print(line, file=sys.stderr))
     predictor = report.predictor
     last = report.rounds[-1]
@@ -248,7 +234,7 @@ def _check_predictor(args: argparse.Namespace) -> int:
     _print_note(f"{note} (check samples, none of the {len(training)} training networks)")
     store = SampleStore(args.lut, stamp)
     try:
-        measure_missing(store, backend, specs, "check", _progress_eta("measuring check networks"))
+        measure_missing(store, backend, specs, "check", _progress("measuring check networks"))
         labels = {sample.arch_id: sample for sample in store.samples(ROLES)}
     finally:
         store.close()
