@@ -22,9 +22,7 @@ ratio counts), and its latency is taken as ``L0 * chosen / seed`` (``latency_ms`
 the raw measurements are kept beside it):
 a change of load or clock between iterations cancels out, and a budget ratio means "this fraction
 of the seed's time, measured side by side". The loop stops when that measured latency meets the
-budget at the upper end of its 95% interval (the paired protocol's; the latency is scaled by the
-measurement's relative upper bound), so a network is accepted only when it meets the budget
-beyond reasonable doubt, not by a lucky measurement.
+budget.
 """
 from __future__ import annotations
 
@@ -58,12 +56,12 @@ from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.estimates import (
+    AnchoredEstimate,
     BackendMeter,
     LatencyMeter,
     LatencyPredictor,
     LUTPredictor,
     Measurement,
-    PooledEstimate,
     build_netadapt_lut,
 )
 from netadapt.history import History
@@ -71,11 +69,6 @@ from netadapt.proposals import Proposal, propose, targets
 from netadapt.worker import EpochShift, ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
 
 STATE = "state.json"
-
-
-def _truthy(value: Any) -> bool:
-    """A history flag read back from CSV (a bool, numpy's bool, or NaN where the row had none)."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
 RELAXATIONS = 8  # halvings of an iteration's reduction before the budget counts as unreachable
 FORMAT = "nas-netadapt"
 
@@ -94,12 +87,6 @@ class NetworkState:
     p90_ms: float
     predicted_ms: float
     top1: float
-    latency_high_ms: float = math.nan  # the upper end of latency_ms's ~95% interval (nan: none known)
-
-    @property
-    def latency_upper_ms(self) -> float:
-        """What the budget is checked against: the interval's upper end where there is one."""
-        return self.latency_high_ms if math.isfinite(self.latency_high_ms) else self.latency_ms
 
 
 @dataclass(frozen=True)
@@ -162,13 +149,12 @@ class NetAdaptResult:
     final_top1: float
     spec_path: Path
     ckpt_path: Path
-    last_iteration_ms: float  # the upper end of the last iteration's measured latency interval
+    last_iteration_ms: float
     speedup: float
 
     @property
     def budget_met(self) -> bool:
-        """Whether the last iteration's measured latency, at the upper end of its 95% interval,
-        meets the budget (what stops the loop)."""
+        """Whether the last iteration's measured latency meets the budget (what stops the loop)."""
         return self.last_iteration_ms <= self.budget_ms
 
     def describe(self) -> str:
@@ -176,8 +162,7 @@ class NetAdaptResult:
         return (f"{self.status} after {self.iterations} iteration(s): latency {self.initial_ms:.3f} -> "
                 f"{self.final_measured_ms:.3f} ms measured ({self.final_predicted_ms:.3f} ms predicted; "
                 f"{self.speedup:.2f}x the seed measured beside it), budget {self.budget_ms:.3f} ms {met} by the last "
-                f"iteration's measurement ({self.last_iteration_ms:.3f} ms at the upper end of its 95% interval); "
-                f"held-out top1 {self.initial_top1:.4f} "
+                f"iteration's measurement ({self.last_iteration_ms:.3f} ms); held-out top1 {self.initial_top1:.4f} "
                 f"-> {self.final_top1:.4f}")
 
 
@@ -360,8 +345,7 @@ class NetAdapt:
         (self.out / "config.yaml").write_text(yaml.safe_dump({"netadapt": self.config.to_dict(), "inputs": inputs},
                                                              sort_keys=False))
         current = NetworkState(0, "seed/spec.yaml", "seed/model.ckpt", initial.median_ms, initial.median_ms,
-                               initial.median_ms, initial.p10_ms, initial.p90_ms, predicted, top1,
-                               initial.median_ms * initial.high_ratio)
+                               initial.median_ms, initial.p10_ms, initial.p90_ms, predicted, top1)
         self.history.add([{"iteration": 0, "target": "seed", "kind": "seed", "widths": widths_text(spec),
                            "arch_id": spec.arch_id, "predicted_ms": predicted, "estimated_ms": initial.median_ms,
                            "top1": top1, "status": "ok", "chosen": True, "measured_ms": initial.median_ms,
@@ -401,7 +385,7 @@ class NetAdapt:
         current = state.current
         run, close = (None, None)
         try:
-            while current.latency_upper_ms > budget and current.iteration < self.config.max_iters:
+            while current.latency_ms > budget and current.iteration < self.config.max_iters:
                 if run is None:
                     run, close = make_runner(self.config.workers, self.ray_address)
                 current = self._iteration(current.iteration + 1, current, state, data, run)
@@ -410,23 +394,14 @@ class NetAdapt:
         finally:
             if close is not None:
                 close()
-        met = current.latency_upper_ms <= budget
-        state = dataclasses.replace(state, status="budget_met" if met else "max_iters")
-        if not met:
+        state = dataclasses.replace(state, status="budget_met" if current.latency_ms <= budget else "max_iters")
+        if current.latency_ms > budget:
             self.log(f"budget {budget:.3f} ms not met after {current.iteration} iteration(s) "
-                     f"({current.latency_ms:.3f} ms measured, {current.latency_upper_ms:.3f} ms at the upper end of "
-                     f"its 95% interval); raise --max-iters and --resume to continue")
+                     f"({current.latency_ms:.3f} ms measured); raise --max-iters and --resume to continue")
         self._save_state(state)
         return self._finish(state, current, data)
 
     # ----- one iteration ------------------------------------------------------------------------------
-
-    def _measured_pairs(self, current: NetworkState) -> list[tuple[float, float]]:
-        """``(measured, predicted)`` of every network measured so far in the run: the seed and
-        the network each finished iteration chose (the current one last)."""
-        pairs = [(float(row["latency_ms"]), float(row["predicted_ms"])) for row in self.history.rows
-                 if _truthy(row.get("chosen")) and int(row["iteration"]) < current.iteration]
-        return [*pairs, (current.latency_ms, current.predicted_ms)]
 
     def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec,
                    state: RunState) -> tuple[list[Proposal], float, bool]:
@@ -437,7 +412,7 @@ class NetAdapt:
         config = self.config
         schedule = config.schedule_rule()
         reduction = schedule.reduction(iteration, state.initial_ms)
-        estimate = PooledEstimate(self.predictor, self._measured_pairs(current))
+        estimate = AnchoredEstimate(self.predictor, spec, current.latency_ms)
         chosen_targets = targets(spec, config.target_options())
         for relaxation in range(RELAXATIONS + 1):
             constraint = max(current.latency_ms - reduction / 2 ** relaxation, state.budget_ms)
@@ -531,8 +506,7 @@ class NetAdapt:
                  f"({time.perf_counter() - started:.0f} s)")
         return NetworkState(iteration, str(Path("iterations") / f"{iteration:04d}" / "spec.yaml"),
                             str(Path("iterations") / f"{iteration:04d}" / "model.ckpt"), latency, measured.median_ms,
-                            seed_measured, measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1,
-                            latency * measured.high_ratio)
+                            seed_measured, measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1)
 
     # ----- the end ------------------------------------------------------------------------------------
 
@@ -561,12 +535,11 @@ class NetAdapt:
         summary = {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
                    "initial_ms": state.initial_ms, "initial_top1": state.initial_top1,
                    "last_iteration_latency_ms": current.latency_ms, "final": dataclasses.asdict(final),
-                   "last_iteration_latency_high_ms": current.latency_upper_ms,
-                   "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms}
+                   "budget_met_by_measurement": current.latency_ms <= state.budget_ms}
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state.status, current.iteration, state.budget_ms, state.initial_ms,
                                 final.latency_ms, final.predicted_ms, state.initial_top1, final.top1,
-                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_upper_ms,
+                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_ms,
                                 final.speedup_measured)
         self.log(result.describe())
         return result
