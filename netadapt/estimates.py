@@ -9,18 +9,21 @@ NetAdapt only needs two small protocols, so any table or backend plugs in:
 - :class:`LatencyMeter`: ``measure(spec) -> Measurement`` (:class:`BackendMeter` adapts any
   ``latency`` backend built by ``latency.make_backend``, which holds the device lock exclusively).
 
-**Anchored estimates.** The loop's current latency is *measured*; a proposal's latency is
-estimated as the measured latency of the current network scaled by the table's predicted
-relative change, ``measured(current) * predict(proposal) / predict(current)``. A table that is
-off by a factor (another load, another clock) then cannot make the loop stop short of, or run
-past, a budget that is checked against measurements, and each iteration removes the share of
-latency the schedule asks for.
+**Pooled estimates.** A proposal's latency is estimated as its prediction times the median
+measured / predicted ratio over every network measured so far in the run (the seed and each
+chosen network): ``predict(proposal) * median(measured / predicted)``. A predictor that is off
+by a factor (another load, another clock) then cannot make the loop stop short of, or run past, a
+budget that is checked against measurements; and unlike anchoring on the last measurement alone,
+one noisy measurement does not rescale every estimate of the next iteration.
+The predictor is the directory's fitted one (``nas latency fit``) where it has one, else the table.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from latency.lut import LatencyLUT, build_and_calibrate
 from latency.pieces import unique_pieces
@@ -38,11 +41,26 @@ class LatencyPredictor(Protocol):
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured latency: the estimate (``median_ms``, the name NetAdapt's records keep) and the raw spread."""
+    """A measured latency: the estimate (``median_ms``, the name NetAdapt's records keep), the raw
+    spread, and the upper end of the estimate's interval."""
 
     median_ms: float
     p10_ms: float
     p90_ms: float
+    ci_high_ms: float = math.nan  # the upper end of the estimate's ~95% interval (nan: a meter without one)
+
+    @property
+    def high_ratio(self) -> float:
+        """The interval's upper end relative to the estimate (1.0 where there is no interval)."""
+        if math.isfinite(self.ci_high_ms) and self.median_ms > 0 and self.ci_high_ms >= self.median_ms:
+            return self.ci_high_ms / self.median_ms
+        return 1.0
+
+
+def _measurement(result: Any) -> Measurement:
+    high = float(getattr(result, "ci_high_ms", 0.0) or 0.0)
+    return Measurement(float(result.estimate_ms), float(result.p10_ms), float(result.p90_ms),
+                       high if high > 0 else math.nan)
 
 
 @runtime_checkable
@@ -60,33 +78,47 @@ class BackendMeter:
         self.backend = backend
 
     def measure(self, spec: ArchSpec) -> Measurement:
-        result = self.backend.measure(spec)
-        return Measurement(float(result.estimate_ms), float(result.p10_ms), float(result.p90_ms))
+        return _measurement(self.backend.measure(spec))
 
     def measure_many(self, specs: list[ArchSpec]) -> list[Measurement]:
         """Measure several specs back to back (one worker), for paired comparisons."""
-        return [Measurement(float(r.estimate_ms), float(r.p10_ms), float(r.p90_ms))
-                for r in self.backend.measure_many(list(specs))]
+        return [_measurement(result) for result in self.backend.measure_many(list(specs))]
 
     def __repr__(self) -> str:
         return f"BackendMeter({self.backend!r})"
 
 
-class AnchoredEstimate:
-    """``estimate(spec) -> (predicted, estimated)`` anchored at the measured current network:
+class PooledEstimate:
+    """``estimate(spec) -> (predicted, estimated)`` with ``estimated = predicted * ratio``, where
+    ``ratio`` is the median of measured / predicted over every network measured so far in the run
+    (``pairs`` of ``(measured_ms, predicted_ms)``). One noisy measurement then moves the scale of
+    every estimate by a fraction of its error, not by all of it."""
+
+    def __init__(self, predictor: LatencyPredictor, pairs: Sequence[tuple[float, float]]) -> None:
+        self.predictor = predictor
+        ratios = [m / p for m, p in pairs if math.isfinite(m) and math.isfinite(p) and m > 0 and p > 0]
+        if not ratios:
+            raise ValueError(f"no measured network with a positive prediction to anchor the estimates on "
+                             f"({len(pairs)} pair(s)); a latency predictor must predict a positive latency")
+        self.ratio = statistics.median(ratios)
+        self.pairs = tuple(pairs)
+
+    def __call__(self, spec: ArchSpec) -> tuple[float, float]:
+        predicted = float(self.predictor.predict(spec))
+        return predicted, predicted * self.ratio
+
+
+class AnchoredEstimate(PooledEstimate):
+    """A :class:`PooledEstimate` anchored on one network, the current one:
     ``estimated = measured(current) * predicted / predicted(current)``."""
 
     def __init__(self, predictor: LatencyPredictor, current: ArchSpec, measured_ms: float) -> None:
-        self.predictor = predictor
         self.current_predicted = float(predictor.predict(current))
         if not self.current_predicted > 0:
             raise ValueError(f"the predicted latency of the current network is {self.current_predicted!r} ms; "
                              "a look-up table must predict a positive latency")
+        super().__init__(predictor, [(measured_ms, self.current_predicted)])
         self.measured_ms = measured_ms
-
-    def __call__(self, spec: ArchSpec) -> tuple[float, float]:
-        predicted = float(self.predictor.predict(spec))
-        return predicted, self.measured_ms * predicted / self.current_predicted
 
 
 class LUTPredictor:

@@ -22,7 +22,7 @@ import pandas as pd
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
            "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "status",
            "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "seed_measured_ms", "latency_ms",
-           "iteration_s")
+           "latency_high_ms", "iteration_s")
 CSV_NAME = "history.csv"
 PARQUET_NAME = "history.parquet"
 

@@ -22,7 +22,17 @@ ratio counts), and its latency is taken as ``L0 * chosen / seed`` (``latency_ms`
 the raw measurements are kept beside it):
 a change of load or clock between iterations cancels out, and a budget ratio means "this fraction
 of the seed's time, measured side by side". The loop stops when that measured latency meets the
-budget.
+budget at the upper end of its 95% interval (the paired protocol's; the latency is scaled by the
+measurement's relative upper bound), so a network is accepted only when it meets the budget
+beyond reasonable doubt, not by a lucky measurement.
+
+**Constraints live on the estimates' scale.** Proposals are estimated with
+``netadapt.estimates.PooledEstimate`` (prediction times the run's median measured / predicted
+ratio), so an iteration's constraint is the *current network's estimate* minus the scheduled
+reduction, never its measurement minus it (the two scales differ by the current network's own
+measurement noise). The constraint never goes below the budget shrunk by the current
+measurement's relative interval, which is where a network must land to meet the budget at the
+upper end of its own interval.
 """
 from __future__ import annotations
 
@@ -56,12 +66,12 @@ from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.estimates import (
-    AnchoredEstimate,
     BackendMeter,
     LatencyMeter,
     LatencyPredictor,
     LUTPredictor,
     Measurement,
+    PooledEstimate,
     build_netadapt_lut,
 )
 from netadapt.history import History
@@ -69,6 +79,11 @@ from netadapt.proposals import Proposal, propose, targets
 from netadapt.worker import EpochShift, ProposalJob, ProposalOutcome, epochs_per_iteration, make_runner
 
 STATE = "state.json"
+
+
+def _truthy(value: Any) -> bool:
+    """A history flag read back from CSV (a bool, numpy's bool, or NaN where the row had none)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
 RELAXATIONS = 8  # halvings of an iteration's reduction before the budget counts as unreachable
 FORMAT = "nas-netadapt"
 
@@ -87,6 +102,12 @@ class NetworkState:
     p90_ms: float
     predicted_ms: float
     top1: float
+    latency_high_ms: float = math.nan  # the upper end of latency_ms's ~95% interval (nan: none known)
+
+    @property
+    def latency_upper_ms(self) -> float:
+        """What the budget is checked against: the interval's upper end where there is one."""
+        return self.latency_high_ms if math.isfinite(self.latency_high_ms) else self.latency_ms
 
 
 @dataclass(frozen=True)
@@ -149,12 +170,13 @@ class NetAdaptResult:
     final_top1: float
     spec_path: Path
     ckpt_path: Path
-    last_iteration_ms: float
+    last_iteration_ms: float  # the upper end of the last iteration's measured latency interval
     speedup: float
 
     @property
     def budget_met(self) -> bool:
-        """Whether the last iteration's measured latency meets the budget (what stops the loop)."""
+        """Whether the last iteration's measured latency, at the upper end of its 95% interval,
+        meets the budget (what stops the loop)."""
         return self.last_iteration_ms <= self.budget_ms
 
     def describe(self) -> str:
@@ -162,7 +184,8 @@ class NetAdaptResult:
         return (f"{self.status} after {self.iterations} iteration(s): latency {self.initial_ms:.3f} -> "
                 f"{self.final_measured_ms:.3f} ms measured ({self.final_predicted_ms:.3f} ms predicted; "
                 f"{self.speedup:.2f}x the seed measured beside it), budget {self.budget_ms:.3f} ms {met} by the last "
-                f"iteration's measurement ({self.last_iteration_ms:.3f} ms); held-out top1 {self.initial_top1:.4f} "
+                f"iteration's measurement ({self.last_iteration_ms:.3f} ms at the upper end of its 95% interval); "
+                f"held-out top1 {self.initial_top1:.4f} "
                 f"-> {self.final_top1:.4f}")
 
 
@@ -345,12 +368,14 @@ class NetAdapt:
         (self.out / "config.yaml").write_text(yaml.safe_dump({"netadapt": self.config.to_dict(), "inputs": inputs},
                                                              sort_keys=False))
         current = NetworkState(0, "seed/spec.yaml", "seed/model.ckpt", initial.median_ms, initial.median_ms,
-                               initial.median_ms, initial.p10_ms, initial.p90_ms, predicted, top1)
+                               initial.median_ms, initial.p10_ms, initial.p90_ms, predicted, top1,
+                               initial.median_ms * initial.high_ratio)
         self.history.add([{"iteration": 0, "target": "seed", "kind": "seed", "widths": widths_text(spec),
                            "arch_id": spec.arch_id, "predicted_ms": predicted, "estimated_ms": initial.median_ms,
                            "top1": top1, "status": "ok", "chosen": True, "measured_ms": initial.median_ms,
                            "measured_p10_ms": initial.p10_ms, "measured_p90_ms": initial.p90_ms,
-                           "seed_measured_ms": initial.median_ms, "latency_ms": initial.median_ms}])
+                           "seed_measured_ms": initial.median_ms, "latency_ms": initial.median_ms,
+                           "latency_high_ms": initial.median_ms * initial.high_ratio}])
         self.history.save()
         state = RunState(initial_ms=initial.median_ms, budget_ms=budget, initial_top1=top1, status="pruning",
                          current=current)
@@ -385,7 +410,7 @@ class NetAdapt:
         current = state.current
         run, close = (None, None)
         try:
-            while current.latency_ms > budget and current.iteration < self.config.max_iters:
+            while current.latency_upper_ms > budget and current.iteration < self.config.max_iters:
                 if run is None:
                     run, close = make_runner(self.config.workers, self.ray_address)
                 current = self._iteration(current.iteration + 1, current, state, data, run)
@@ -394,32 +419,49 @@ class NetAdapt:
         finally:
             if close is not None:
                 close()
-        state = dataclasses.replace(state, status="budget_met" if current.latency_ms <= budget else "max_iters")
-        if current.latency_ms > budget:
+        met = current.latency_upper_ms <= budget
+        state = dataclasses.replace(state, status="budget_met" if met else "max_iters")
+        if not met:
             self.log(f"budget {budget:.3f} ms not met after {current.iteration} iteration(s) "
-                     f"({current.latency_ms:.3f} ms measured); raise --max-iters and --resume to continue")
+                     f"({current.latency_ms:.3f} ms measured, {current.latency_upper_ms:.3f} ms at the upper end of "
+                     f"its 95% interval); raise --max-iters and --resume to continue")
         self._save_state(state)
         return self._finish(state, current, data)
 
     # ----- one iteration ------------------------------------------------------------------------------
 
+    def _measured_pairs(self, current: NetworkState) -> list[tuple[float, float]]:
+        """``(measured, predicted)`` of every network measured so far in the run: the seed and
+        the network each finished iteration chose (the current one last)."""
+        pairs = [(float(row["latency_ms"]), float(row["predicted_ms"])) for row in self.history.rows
+                 if _truthy(row.get("chosen")) and int(row["iteration"]) < current.iteration]
+        return [*pairs, (current.latency_ms, current.predicted_ms)]
+
     def _proposals(self, iteration: int, current: NetworkState, spec: ArchSpec,
-                   state: RunState) -> tuple[list[Proposal], float, bool]:
+                   state: RunState) -> tuple[list[Proposal], float, bool, float]:
         """The proposals of an iteration: every target at the largest width whose estimate meets
         the constraint. Where no target can remove the scheduled reduction on its own, the
         reduction is halved (at most :data:`RELAXATIONS` times, marked ``relaxed``); where no
-        target can shrink the network at all, the budget is unreachable."""
+        target can shrink the network at all, the budget is unreachable. The last item is the
+        current network's own estimate, the scale the constraint and the proposals' estimates share."""
         config = self.config
         schedule = config.schedule_rule()
         reduction = schedule.reduction(iteration, state.initial_ms)
-        estimate = AnchoredEstimate(self.predictor, spec, current.latency_ms)
+        estimate = PooledEstimate(self.predictor, self._measured_pairs(current))
+        current_estimate = estimate(spec)[1]
+        # The last step aims below the budget by the current measurement's relative interval, so that
+        # the network it lands on can meet the budget at the upper end of its own interval.
+        floor = state.budget_ms * current.latency_ms / current.latency_upper_ms
         chosen_targets = targets(spec, config.target_options())
         for relaxation in range(RELAXATIONS + 1):
-            constraint = max(current.latency_ms - reduction / 2 ** relaxation, state.budget_ms)
-            if constraint >= current.latency_ms:
+            step = reduction / 2 ** relaxation
+            constraint = current_estimate - step
+            if floor < current_estimate:
+                constraint = max(constraint, floor)
+            if not (step > 0 and constraint < current_estimate):
                 raise BudgetUnreachableError(
-                    f"iteration {iteration}: the schedule's reduction ({reduction / 2 ** relaxation:.3g} ms) leaves "
-                    f"nothing to remove from {current.latency_ms:.3f} ms; use a larger --fixed-ratio or schedule")
+                    f"iteration {iteration}: the schedule's reduction ({step:.3g} ms) leaves nothing to remove from "
+                    f"{current_estimate:.3f} ms; use a larger --fixed-ratio or schedule")
             found = [propose(spec, target, constraint, estimate, config.step_multiple, config.min_width)[0]
                      for target in chosen_targets]
             proposals = [proposal for proposal in found if proposal is not None]
@@ -427,7 +469,7 @@ class NetAdapt:
                 if relaxation:
                     self.log(f"iteration {iteration}: no target removes {reduction:.3f} ms on its own; "
                              f"constraint relaxed to {constraint:.3f} ms")
-                return proposals, constraint, relaxation > 0
+                return proposals, constraint, relaxation > 0, current_estimate
         raise BudgetUnreachableError(
             f"budget unreachable: no proposal can shrink the network below {current.latency_ms:.3f} ms measured "
             f"(budget {state.budget_ms:.3f} ms, widths in steps of {config.step_multiple}); the last network is "
@@ -437,7 +479,7 @@ class NetAdapt:
                    run: Callable) -> NetworkState:
         started = time.perf_counter()
         spec = ArchSpec.from_yaml(self.out / current.spec_path)
-        proposals, constraint, relaxed = self._proposals(iteration, current, spec, state)
+        proposals, constraint, relaxed, current_estimate = self._proposals(iteration, current, spec, state)
         folder = self.out / "iterations" / f"{iteration:04d}"
         pending_dir = folder / "proposals"
         pending_dir.mkdir(parents=True, exist_ok=True)
@@ -478,7 +520,7 @@ class NetAdapt:
         if not usable:
             raise NasError(f"iteration {iteration}: every proposal failed; first: {ordered[0][1].error}")
         candidates = [Candidate(p.key, o.top1, p.estimated_ms) for p, o in usable]
-        chosen, outcome = usable[select(candidates, current.top1, current.latency_ms, self.config.selection)]
+        chosen, outcome = usable[select(candidates, current.top1, current_estimate, self.config.selection)]
         latency, measured, seed_measured = self._measure_beside_seed(chosen.spec, state.initial_ms)
         (folder / "spec.yaml").write_text(chosen.spec.to_yaml())
         shutil.copyfile(outcome.ckpt, folder / "model.ckpt")
@@ -495,6 +537,7 @@ class NetAdapt:
             if proposal is chosen:
                 row.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
                            measured_p90_ms=measured.p90_ms, seed_measured_ms=seed_measured, latency_ms=latency,
+                           latency_high_ms=latency * measured.high_ratio,
                            iteration_s=time.perf_counter() - started)
             rows.append(row)
         self.history.add(rows)
@@ -506,7 +549,8 @@ class NetAdapt:
                  f"({time.perf_counter() - started:.0f} s)")
         return NetworkState(iteration, str(Path("iterations") / f"{iteration:04d}" / "spec.yaml"),
                             str(Path("iterations") / f"{iteration:04d}" / "model.ckpt"), latency, measured.median_ms,
-                            seed_measured, measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1)
+                            seed_measured, measured.p10_ms, measured.p90_ms, chosen.predicted_ms, outcome.top1,
+                            latency * measured.high_ratio)
 
     # ----- the end ------------------------------------------------------------------------------------
 
@@ -535,11 +579,12 @@ class NetAdapt:
         summary = {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
                    "initial_ms": state.initial_ms, "initial_top1": state.initial_top1,
                    "last_iteration_latency_ms": current.latency_ms, "final": dataclasses.asdict(final),
-                   "budget_met_by_measurement": current.latency_ms <= state.budget_ms}
+                   "last_iteration_latency_high_ms": current.latency_upper_ms,
+                   "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms}
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state.status, current.iteration, state.budget_ms, state.initial_ms,
                                 final.latency_ms, final.predicted_ms, state.initial_top1, final.top1,
-                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_ms,
+                                final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_upper_ms,
                                 final.speedup_measured)
         self.log(result.describe())
         return result

@@ -25,6 +25,7 @@ from latency.predictor import (
 from latency.samples import Sample, SampleStore
 from latency.sampling import space_specs
 from nas.spec.profile import profile
+from netadapt.estimates import AnchoredEstimate, PooledEstimate
 from search_spaces import references
 
 RESOLUTION = 64
@@ -159,6 +160,23 @@ def test_adaptive_picks_go_where_the_held_out_error_is_largest() -> None:
     assert picks[0].arch_id == twin.arch_id
     assert len(picks) == 4 and len({p.arch_id for p in picks}) == 4
     assert train[0].spec.arch_id not in {p.arch_id for p in picks}  # already measured
+
+
+class _Madds:
+    def predict(self, spec) -> float:
+        return profile(spec, 32).madds / 1e6
+
+
+def test_pooled_estimates_scale_by_the_median_ratio_of_every_measured_network() -> None:
+    spec = references.get("mobilenet_v3_small")
+    predicted = _Madds().predict(spec)
+    pooled = PooledEstimate(_Madds(), [(10.0, 5.0), (12.0, 6.0), (30.0, 5.0)])  # one outlier of three
+    assert pooled.ratio == pytest.approx(2.0)
+    assert pooled(spec) == (pytest.approx(predicted), pytest.approx(2.0 * predicted))
+    anchored = AnchoredEstimate(_Madds(), spec, measured_ms=7.0)
+    assert anchored(spec)[1] == pytest.approx(7.0)  # one pair: the current network's own measurement
+    with pytest.raises(ValueError, match="no measured network"):
+        PooledEstimate(_Madds(), [(float("nan"), 5.0), (3.0, 0.0)])
 
 
 def test_accuracy_reports_every_figure_the_check_prints() -> None:

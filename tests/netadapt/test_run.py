@@ -124,12 +124,12 @@ def test_the_largest_width_that_meets_the_constraint_is_proposed(seed_model, lut
 def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
     out = workdir / "run_ray"
     code, printed, errors = _cli(_common(seed_model, lut_dir) + [
-        "--budget-ratio", 0.85, "--schedule", "fixed", "--fixed-ratio", 0.1, "--targets", "expand,head",
-        "--max-iters", 4, "--long-term-epochs", 1, "--workers", 2, "-o", out], capsys)
+        "--budget-ratio", 0.85, "--schedule", "fixed", "--fixed-ratio", 0.15, "--targets", "expand,head",
+        "--max-iters", 6, "--long-term-epochs", 1, "--workers", 2, "-o", out], capsys)
     assert code == 0, errors
     summary = json.loads((out / "summary.json").read_text())
     assert summary["budget_met_by_measurement"] is True
-    assert summary["last_iteration_latency_ms"] <= summary["budget_ms"]
+    assert summary["last_iteration_latency_ms"] <= summary["last_iteration_latency_high_ms"] <= summary["budget_ms"]
     assert summary["budget_ms"] == pytest.approx(0.85 * summary["initial_ms"])
     final = summary["final"]
     assert final["measured_ms"] > 0 and final["predicted_ms"] > 0  # both reported
