@@ -40,7 +40,7 @@ from bench.common import RESULTS, write_report
 from latency.config import LatencyConfig, make_backend
 from latency.lut import accuracy
 from latency.predictor import MIN_SAMPLES, MODELS, fit_predictor
-from latency.samples import Sample, SampleStore
+from latency.samples import Sample, SampleStore, measure_missing
 from latency.sampling import space_specs
 from nas.campaign.config import default_storage
 from nas.spec.arch import ArchSpec
@@ -54,16 +54,20 @@ PRUNED_SEED = 500
 
 
 def measure_all(store: SampleStore, backend, specs: list[ArchSpec], role: str, seconds: dict[str, float]) -> None:
-    todo = [spec for spec in dict((s.arch_id, s) for s in specs).values() if spec.arch_id not in store]
-    started = time.monotonic()
-    for done, spec in enumerate(todo, 1):
-        begun = time.perf_counter()
-        store.add(spec, role, backend.measure(spec))
-        seconds[spec.arch_id] = time.perf_counter() - begun
-        if done == len(todo) or done % 10 == 0 or done == 1:
-            elapsed = time.monotonic() - started
-            print(f"  {role}: {done}/{len(todo)}  {elapsed:.0f} s, ETA {elapsed / done * (len(todo) - done):.0f} s",
+    """``latency.samples.measure_missing`` with the seconds each measurement took (for the
+    learning curve's cost column) and a progress line every 10."""
+    started = last = time.monotonic()
+
+    def progress(done: int, total: int, spec: ArchSpec) -> None:
+        nonlocal last
+        now = time.monotonic()
+        seconds[spec.arch_id], last = now - last, now
+        if done == total or done % 10 == 0 or done == 1:
+            elapsed = now - started
+            print(f"  {role}: {done}/{total}  {elapsed:.0f} s, ETA {elapsed / done * (total - done):.0f} s",
                   file=sys.stderr, flush=True)
+
+    measure_missing(store, backend, specs, role, progress)
 
 
 def held_out_specs(count: int, training: set[str]) -> list[ArchSpec]:

@@ -39,7 +39,7 @@ import numpy as np
 from latency.errors import LatencyError, LUTCorruptError, StampMismatchError
 from latency.features import layer_features, network_features
 from latency.lut import Accuracy, LatencyLUT, accuracy
-from latency.samples import Sample, SampleStore
+from latency.samples import SAMPLES, Sample, SampleStore
 from latency.stamp import DeviceStamp
 from nas.spec.arch import ArchSpec
 
@@ -266,9 +266,36 @@ def has_predictor(directory: str | Path) -> bool:
     return (Path(directory) / PREDICTOR).exists()
 
 
+_LOADED: dict[tuple[Any, ...], FittedPredictor] = {}  # per process: a campaign worker predicts every trial
+_LOADED_MAX = 8
+
+
+def _file_key(path: Path) -> tuple[Any, ...]:
+    try:
+        status = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path.resolve()), status.st_mtime_ns, status.st_size)
+
+
 def load_predictor(directory: str | Path) -> FittedPredictor:
-    """The fitted predictor stored in ``directory`` (trees are refitted from its samples)."""
+    """The fitted predictor stored in ``directory`` (trees are refitted from its samples).
+
+    Loaded once per process while neither ``predictor.json`` nor the sample store changes (a
+    refit or a new measurement loads it afresh), so a worker that predicts every trial does not
+    refit the trees every time."""
     path = Path(directory) / PREDICTOR
+    key = (*_file_key(path), *_file_key(Path(directory) / SAMPLES))
+    if key in _LOADED:
+        return _LOADED[key]
+    predictor = _load_predictor(directory, path)
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[key] = predictor
+    return predictor
+
+
+def _load_predictor(directory: str | Path, path: Path) -> FittedPredictor:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

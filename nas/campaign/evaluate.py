@@ -103,7 +103,7 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
     started = time.perf_counter()
     spec = spec.replace(resolution=resolution)
     lut_ms = lut_model = None
-    if latency.source in ("lut", "both", "screen"):
+    if latency.source in ("lut", "both"):
         assert latency.lut is not None  # LatencyConfig requires a table for these sources
         predictor = open_predictor(latency.lut)
         try:
