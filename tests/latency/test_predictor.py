@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import time
 
 import pytest
 
@@ -143,7 +144,13 @@ def test_trees_are_refitted_from_the_sample_store_on_load(tmp_path) -> None:
     predictor, _, _ = fit_predictor(stored, stamp, "nnls+gbt")
     predictor.save(tmp_path)
     spec = _samples(3, seed=5)[0].spec
-    assert load_predictor(tmp_path).predict(spec) == pytest.approx(predictor.predict(spec), rel=1e-12)
+    loaded = load_predictor(tmp_path)
+    assert loaded.predict(spec) == pytest.approx(predictor.predict(spec), rel=1e-12)
+    assert load_predictor(tmp_path) is loaded  # loaded (and the trees refitted) once per process
+    refit, _, _ = fit_predictor(stored, stamp, "nnls")
+    time.sleep(0.01)
+    refit.save(tmp_path)  # a refit is loaded afresh
+    assert load_predictor(tmp_path) is not loaded and load_predictor(tmp_path).kind == "nnls"
     with pytest.raises(StampMismatchError, match="measured under"):
         SampleStore(tmp_path, _stamp(threads=2))
 
