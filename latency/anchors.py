@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from latency.cache import cache_dir
 from latency.errors import CacheCorruptError
 from latency.stamp import DeviceStamp
+from nas.runtime.paths import cache_dir
 
 KEEP = 2000
 

@@ -7,7 +7,6 @@ cache database raises :class:`CacheCorruptError` and is never modified or delete
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -18,17 +17,13 @@ from latency.pieces import Piece
 from latency.protocol import pool
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
+from nas.runtime.paths import cache_dir
 from nas.spec.arch import ArchSpec
 
 SCHEMA_VERSION = 2
 _V1_COLUMNS = ("arch_id", "stamp_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "repeats", "cv", "stamp",
                "spec_name", "measured_at")
 _COLUMNS = ("arch_id", "stamp_key", "result", "spec_name", "measured_at", "count")
-
-
-def cache_dir() -> Path:
-    """``$NAS_CACHE_DIR``, else ``~/.cache/nas``."""
-    return Path(os.environ.get("NAS_CACHE_DIR") or Path.home() / ".cache" / "nas")
 
 
 def default_cache_path() -> Path:

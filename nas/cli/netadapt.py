@@ -84,7 +84,8 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
     parser.add_argument("--ckpt", required=True, help="trained checkpoint (ours, or one made by 'nas import mindcv')")
     parser.add_argument("--data", required=True,
-                        help="'digits' or a dataset directory (the data the model was trained on)")
+                        help="'digits', 'fashion-mnist', 'mnist' or a dataset directory "
+                             "(the data the model was trained on)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--budget-ms", type=float, default=None, help="latency budget in milliseconds (measured)")
     budget.add_argument("--budget-ratio", type=float, default=None,

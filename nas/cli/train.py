@@ -50,7 +50,8 @@ def configure_train(train: argparse.ArgumentParser) -> None:
                          "nas train ... --distribute")
     train.add_argument("--spec", required=True, help="spec YAML file")
     train.add_argument("--recipe", required=True, help="recipe YAML (see experiments/recipes/)")
-    train.add_argument("--data", required=True, help="'digits' or a directory (ImageFolder tree or CIFAR-10 binaries)")
+    train.add_argument("--data", required=True, help="'digits', 'fashion-mnist', 'mnist' or a directory "
+                                                      "(IDX files, CIFAR-10 binaries or an ImageFolder tree)")
     train.add_argument("--device", choices=["CPU", "GPU", "Ascend"], default=None,
                        help="device target (default: the recipe's)")
     train.add_argument("--distribute", action="store_true", help="data-parallel over the msrun workers")
@@ -65,7 +66,7 @@ def configure_train(train: argparse.ArgumentParser) -> None:
 def configure_validate(validate: argparse.ArgumentParser) -> None:
     validate.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
     validate.add_argument("--ckpt", required=True, help="checkpoint (ours, or MindCV's with --mindcv)")
-    validate.add_argument("--data", required=True, help="'digits' or a dataset directory")
+    validate.add_argument("--data", required=True, help="'digits', 'fashion-mnist', 'mnist' or a dataset directory")
     validate.add_argument("--mindcv", default=None, metavar="MODEL", help="the checkpoint is MindCV's MODEL")
     validate.add_argument("--resolution", type=int, default=None, help="input resolution (default: the spec's)")
     validate.add_argument("--batch-size", type=int, default=64)

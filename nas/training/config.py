@@ -95,6 +95,8 @@ class DataConfig:
     seed: int = 0
     augment: bool = False
     workers: int = 1
+    subset: int = 0  # training images kept (0: all); the proxy task's subset
+
 
     def __post_init__(self) -> None:
         try:
@@ -105,5 +107,6 @@ class DataConfig:
                 raise FieldError("data.held_out", self.held_out, "must be a fraction in (0, 1)")
             check_int("data.seed", self.seed, 0)
             check_int("data.workers", self.workers, 1)
+            check_int("data.subset", self.subset, 0)
         except FieldError as error:
             raise DatasetError(str(error)) from None

@@ -1,20 +1,41 @@
-"""Datasets through ``mindspore.dataset``: scikit-learn's digits, CIFAR-10 binaries, ImageFolder trees.
+"""Datasets through ``mindspore.dataset``: scikit-learn's digits, Fashion-MNIST and MNIST, CIFAR-10,
+ImageFolder trees.
 
 ``open_data(DataConfig(source=...))`` detects the kind of source:
 
 - ``digits``: the handwritten digits bundled with scikit-learn (1797 images, 10 classes),
   resized to the resolution and repeated to 3 channels. A real dataset that needs no download.
+- ``fashion-mnist`` / ``mnist``: the IDX files (60,000 training and 10,000 test images of 28 x 28
+  pixels, 10 classes), read by ``mindspore.dataset.FashionMnistDataset`` / ``MnistDataset``.
+  They are looked for in ``$NAS_DATA_DIR/<name>``, ``$NAS_DATA_DIR``, then
+  ``/usr/share/datasets/<name>`` (``apt-get install dataset-fashion-mnist`` puts Fashion-MNIST
+  there). Gzipped files are unpacked once into ``$NAS_CACHE_DIR/datasets``. A directory
+  holding IDX files is read the same way (as MNIST-style data).
 - a directory holding CIFAR-10 binaries (``data_batch_*.bin`` and ``test_batch.bin``, directly or
-  in ``cifar-10-batches-bin/``);
+  in ``cifar-10-batches-bin/``), read by ``mindspore.dataset.Cifar10Dataset``;
 - a directory holding an ImageFolder tree: ``train/<class>/*`` and ``val/<class>/*`` (ImageNet
   layout), or ``<class>/*`` directly.
 
 The *held-out* split is carved from the training data (MnasNet held 50K ImageNet-train images
 out for the search), so the search never sees the official test split. ``validation`` is the
 official test/val split where one exists, else the held-out split.
+
+**Grayscale images are replicated to 3 channels** (Fashion-MNIST, MNIST, digits), so every spec
+keeps a 3-channel stem: the searched network deploys on RGB input unchanged, its latency is the
+deployed network's, and the references' stems need no change. The stem's extra input channels
+cost about 1% of a mobile network's multiply-adds.
+
+``DataConfig.subset`` keeps only that many training images (the proxy task's subset), drawn by
+the data seed after the held-out images are set aside; more than the split holds is an error.
 """
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
+import os
+import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +47,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from nas.runtime.paths import cache_dir, data_dirs
 from nas.training.config import DataConfig, DatasetError
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -99,6 +121,7 @@ class _DigitsData(Data):
         labels = digits.target.astype(np.int32)
         train_x, held_x, train_y, held_y = train_test_split(
             images, labels, test_size=config.held_out, random_state=config.seed, stratify=labels)
+        train_x, train_y = _subset_arrays(config, train_x, train_y, "digits")
         self.arrays = {"train": (train_x, train_y), "held_out": (held_x, held_y)}
         super().__init__(config, "digits", 10, {"train": len(train_y), "held_out": len(held_y)})
 
@@ -135,55 +158,246 @@ def _image_transforms(resolution: int, train: bool, augment: bool, decoded: bool
     return steps
 
 
-class _CifarData(Data):
-    """CIFAR-10 binaries: records of one label byte and 3072 pixel bytes (R, G, B planes)."""
+def _split_indices(total: int, config: DataConfig, source: str) -> dict[str, list[int]]:
+    """The training and held-out images of a training split of ``total``: a permutation seeded by
+    the data seed alone (the held-out images never move with the epoch or the shard), the
+    held-out ones first; ``config.subset`` keeps that many of the rest."""
+    order = np.random.RandomState(config.seed).permutation(total)
+    held = max(1, int(round(total * config.held_out)))
+    train = order[held:]
+    if config.subset:
+        if config.subset > len(train):
+            raise DatasetError(f"data.subset: {config.subset} is more than the training split of {source} holds "
+                               f"({len(train)} images once {held} are held out); use a subset of at most {len(train)}")
+        train = train[:config.subset]
+    return {"train": sorted(int(i) for i in train), "held_out": sorted(int(i) for i in order[:held])}
 
-    RECORD = 1 + 3 * 32 * 32
 
-    def __init__(self, config: DataConfig, root: Path) -> None:
+def _subset_arrays(config: DataConfig, images: np.ndarray, labels: np.ndarray,
+                   source: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``config.subset`` of an already shuffled training split (all of it for 0)."""
+    if not config.subset:
+        return images, labels
+    if config.subset > len(labels):
+        raise DatasetError(f"data.subset: {config.subset} is more than the training split of {source} holds "
+                           f"({len(labels)} images once the held-out ones are set aside); use a subset of at most "
+                           f"{len(labels)}")
+    return images[:config.subset], labels[:config.subset]
 
-        train_x, train_y = self._read(sorted(root.glob("data_batch_*.bin")))
-        if len(train_y) < 2:
-            raise DatasetError(f"CIFAR-10 directory {str(root)!r} holds {len(train_y)} training images; need 2+")
-        self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        stratify = train_y if np.bincount(train_y).min(initial=2) >= 2 and len(set(train_y)) > 1 else None
-        try:
-            fit_x, held_x, fit_y, held_y = train_test_split(train_x, train_y, test_size=config.held_out,
-                                                            random_state=config.seed, stratify=stratify)
-        except ValueError:  # too few images per class to stratify
-            fit_x, held_x, fit_y, held_y = train_test_split(train_x, train_y, test_size=config.held_out,
-                                                            random_state=config.seed)
-        self.arrays = {"train": (fit_x, fit_y), "held_out": (held_x, held_y)}
-        test = root / "test_batch.bin"
-        if test.is_file():
-            self.arrays["validation"] = self._read([test])
-        super().__init__(config, "cifar10", 10, {split: len(y) for split, (_, y) in self.arrays.items()})
 
-    @classmethod
-    def _read(cls, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = [], []
-        for path in files:
-            raw = np.fromfile(path, dtype=np.uint8)
-            if raw.size % cls.RECORD:
-                raise DatasetError(f"CIFAR-10 file {str(path)!r} is not a whole number of {cls.RECORD}-byte records")
-            records = raw.reshape(-1, cls.RECORD)
-            labels.append(records[:, 0].astype(np.int32))
-            images.append(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # HWC for vision ops
-        if not images:
-            return np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int32)
-        label_array = np.concatenate(labels)
-        if label_array.size and label_array.max() > 9:
-            raise DatasetError(f"CIFAR-10 labels must be 0..9 (found {int(label_array.max())})")
-        return np.concatenate(images), label_array
+class _IndexedData(Data):
+    """A ``mindspore.dataset`` reader with a train and a test usage; the held-out split and the
+    subset are index lists into the train usage."""
+
+    def __init__(self, config: DataConfig, kind: str, num_classes: int, train_total: int,
+                 test_total: int, source: str) -> None:
+        self.indices = _split_indices(train_total, config, source)
+        sizes = {split: len(indices) for split, indices in self.indices.items()}
+        if test_total:
+            sizes["validation"] = test_total
+        super().__init__(config, kind, num_classes, sizes)
+
+    def _reader(self, usage: str, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _transforms(self, train: bool) -> list[Any]:
+        raise NotImplementedError
 
     def _pipeline(self, split: str, batch_size: int, *, shuffle: bool, shard: tuple[int, int] | None,
                   drop_remainder: bool) -> Any:
-
-        images, labels = self.arrays[split]
-        dataset = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=shuffle, **_shard_kwargs(shard))
-        transforms = _image_transforms(self.config.resolution, split == "train", self.config.augment, decoded=True)
-        dataset = dataset.map(transforms, input_columns=["image"], num_parallel_workers=self.config.workers)
+        if split == "validation":
+            dataset = self._reader("test", shuffle=False, **_shard_kwargs(shard))
+        else:
+            indices = self.indices[split]
+            if shard is not None:
+                indices = indices[shard[1]::shard[0]]
+            sampler = ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
+            dataset = self._reader("train", sampler=sampler)
+        dataset = dataset.map(self._transforms(split == "train" and self.config.augment), input_columns=["image"],
+                              num_parallel_workers=self.config.workers)
+        dataset = dataset.map(transforms.TypeCast(ms.int32), input_columns=["label"])
         return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+
+class _CifarData(_IndexedData):
+    """CIFAR-10 binaries (files of 10,000 records of one label byte and 3072 pixel bytes) read by
+    ``mindspore.dataset.Cifar10Dataset``; only the files' sizes are checked here."""
+
+    RECORD = 1 + 3 * 32 * 32
+    PER_FILE = 10000  # Cifar10Dataset reads whole files of the official layout
+
+    def __init__(self, config: DataConfig, root: Path) -> None:
+        self.root = root
+        train_total = self._count(sorted(root.glob("data_batch_*.bin")))
+        if train_total < 2:
+            raise DatasetError(f"CIFAR-10 directory {str(root)!r} holds {train_total} training images; need 2+")
+        test = root / "test_batch.bin"
+        super().__init__(config, "cifar10", 10, train_total, self._count([test]) if test.is_file() else 0,
+                         f"CIFAR-10 in {root}")
+
+    @classmethod
+    def _count(cls, files: list[Path]) -> int:
+        total = 0
+        for path in files:
+            size = path.stat().st_size
+            if size % cls.RECORD:
+                raise DatasetError(f"CIFAR-10 file {str(path)!r} is not a whole number of {cls.RECORD}-byte records "
+                                   f"({size} bytes): truncated? fetch it again")
+            if size // cls.RECORD != cls.PER_FILE:
+                raise DatasetError(f"CIFAR-10 file {path} holds {size // cls.RECORD} records; the CIFAR-10 binary "
+                                   f"version has {cls.PER_FILE} per file (truncated? fetch it again)")
+            total += size // cls.RECORD
+        return total
+
+    def _reader(self, usage: str, **kwargs: Any) -> Any:
+        return ds.Cifar10Dataset(str(self.root), usage=usage, **kwargs)
+
+    def _transforms(self, train: bool) -> list[Any]:
+        return _image_transforms(self.config.resolution, train, train, decoded=True)
+
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # the magic numbers of an IDX image and label file (uint8 data)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdxSet:
+    """A named MNIST-style dataset: its title, its ``mindspore.dataset`` reader, whether a
+    horizontal flip keeps a label (clothes: yes; digits: no), and the package that installs it."""
+
+    title: str
+    reader: str
+    flips: bool
+    install: str | None
+
+
+IDX_SETS = {
+    "fashion-mnist": IdxSet("Fashion-MNIST", "FashionMnistDataset", True, "apt-get install dataset-fashion-mnist"),
+    "mnist": IdxSet("MNIST", "MnistDataset", False, None),
+}
+NAMED = ("digits", *IDX_SETS)  # the sources named rather than given as a directory
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_idx(folder: Path) -> bool:
+    return folder.is_dir() and all(_idx_path(folder, name) is not None for name in IDX_FILES["train"])
+
+
+def _idx_header(path: Path, raw: bytes, images: bool, hint: str) -> tuple[int, int]:
+    """``(count, bytes per item)`` from an IDX header, checked against its magic number."""
+    size = 16 if images else 8
+    magic = IDX_IMAGES if images else IDX_LABELS
+    if len(raw) < size or int.from_bytes(raw[:4], "big") != magic:
+        raise DatasetError(f"{path} is not an IDX {'image' if images else 'label'} file (magic number "
+                           f"{int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else 'missing'}, expected {magic}){hint}")
+    count = int.from_bytes(raw[4:8], "big")
+    item = int.from_bytes(raw[8:12], "big") * int.from_bytes(raw[12:16], "big") if images else 1
+    return count, item
+
+
+class _IdxData(_IndexedData):
+    """Fashion-MNIST, MNIST or any MNIST-style IDX directory, read by ``mindspore.dataset``."""
+
+    def __init__(self, config: DataConfig, folder: Path, name: str, idx: IdxSet) -> None:
+        self.idx = idx
+        self.hint = f"; install it with '{idx.install}'" if idx.install else ""
+        ready = self._unpacked(folder, name)
+        counts = {usage: self._check(ready, *IDX_FILES[usage], folder)
+                  for usage in IDX_FILES if (ready / IDX_FILES[usage][0]).is_file()}
+        self.folder = ready
+        super().__init__(config, name, 10, counts["train"], counts.get("test", 0), f"{idx.title} in {folder}")
+
+    def _unpacked(self, folder: Path, name: str) -> Path:
+        """``folder`` where its IDX files are plain, else their unpacked copies under the cache
+        (once per source: a second open finds them)."""
+        present = {file: _idx_path(folder, file) for usage in IDX_FILES.values() for file in usage}
+        if all(path is None or path.suffix != ".gz" for path in present.values()):
+            return folder
+        stat = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in present.values() if p is not None]
+        key = hashlib.sha1(repr(stat).encode()).hexdigest()[:12]
+        target = cache_dir() / "datasets" / f"{name}-{key}"
+        target.mkdir(parents=True, exist_ok=True)
+        for file, path in present.items():
+            if path is None:
+                continue
+            if path.suffix != ".gz":
+                if not (target / file).exists():
+                    shutil.copyfile(path, target / file)
+                continue
+            if (target / file).is_file():
+                continue
+            temporary = target / f"{file}.{os.getpid()}.tmp"
+            try:
+                with gzip.open(path, "rb") as source, open(temporary, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            except (EOFError, OSError, zlib.error) as error:
+                temporary.unlink(missing_ok=True)
+                raise DatasetError(f"{path} cannot be unpacked ({error}): truncated or corrupt{self.hint}") from None
+            os.replace(temporary, target / file)
+        return target
+
+    def _check(self, folder: Path, images_name: str, labels_name: str, source: Path) -> int:
+        """The number of images of one usage, after checking both files' headers and sizes."""
+        images, labels = folder / images_name, folder / labels_name
+        if not labels.is_file():
+            raise DatasetError(f"{source / labels_name} is missing (beside {images_name}){self.hint}")
+        counts = []
+        for path, is_images in ((images, True), (labels, False)):
+            with open(path, "rb") as handle:
+                count, item = _idx_header(path, handle.read(16), is_images, self.hint)
+            expected = (16 if is_images else 8) + count * item
+            if path.stat().st_size != expected:
+                raise DatasetError(f"{path} holds {path.stat().st_size} bytes but its header promises {expected} "
+                                   f"({count} items): truncated or corrupt{self.hint}")
+            counts.append(count)
+        if counts[0] != counts[1]:
+            raise DatasetError(f"{images} holds {counts[0]} images but {labels} holds {counts[1]} labels; "
+                               f"they must match{self.hint}")
+        if counts[0] < 2:
+            raise DatasetError(f"{images} holds {counts[0]} images; need at least 2")
+        return counts[0]
+
+    def _reader(self, usage: str, **kwargs: Any) -> Any:
+        return getattr(ds, self.idx.reader)(str(self.folder), usage=usage, **kwargs)
+
+    def _transforms(self, train: bool) -> list[Any]:
+        steps: list[Any] = []
+        if train:
+            steps.append(vision.RandomCrop(28, padding=2))
+            if self.idx.flips:
+                steps.append(vision.RandomHorizontalFlip())
+        if self.config.resolution != 28:
+            steps.append(vision.Resize((self.config.resolution, self.config.resolution)))
+        return [*steps, vision.Rescale(1 / 127.5, -1.0), vision.HWC2CHW(), _three_channels]
+
+
+def _three_channels(image: np.ndarray) -> np.ndarray:
+    """A 1-channel CHW image repeated to 3 channels (see the module's note on grayscale)."""
+    return np.repeat(image, 3, axis=0)
+
+
+def find_idx(name: str) -> Path:
+    """The first directory of :func:`nas.runtime.paths.data_dirs` holding ``name``'s IDX files."""
+    tried = data_dirs(name)
+    idx = IDX_SETS[name]
+    for folder in tried:
+        if _has_idx(folder):
+            return folder
+        present = [file for usage in IDX_FILES.values() for file in usage if _idx_path(folder, file) is not None]
+        if present:  # some of the files, not the training pair: a broken copy, not an absent one
+            missing = next(file for file in IDX_FILES["train"] if file not in present)
+            raise DatasetError(f"{folder / missing}(.gz) is missing beside {present[0]}"
+                               + (f"; install it with '{idx.install}'" if idx.install else ""))
+    how = f"install it with '{idx.install}', or put" if idx.install else "put"
+    raise DatasetError(f"{idx.title} not found: no {IDX_FILES['train'][0]}(.gz) in "
+                       f"{', '.join(str(folder) for folder in tried)}; {how} its IDX files in $NAS_DATA_DIR/{name}")
 
 
 class _FolderData(Data):
@@ -194,8 +408,8 @@ class _FolderData(Data):
         total = self._source(root, shuffle=False).get_dataset_size()
         if total < 2:
             raise DatasetError(f"dataset {str(root)!r} holds {total} images; need at least 2")
-        held = max(1, int(round(total * config.held_out)))
-        sizes = {"train": total - held, "held_out": held}
+        self.indices = _split_indices(total, config, f"the ImageFolder {root}")
+        sizes = {split: len(indices) for split, indices in self.indices.items()}
         if official is not None:
             sizes["validation"] = self._source(official, shuffle=False).get_dataset_size()
         super().__init__(config, "imagefolder", len(self._class_names(root)), sizes)
@@ -214,21 +428,13 @@ class _FolderData(Data):
         return ds.ImageFolderDataset(str(root), shuffle=shuffle, class_indexing=indexing,
                                      extensions=list(IMAGE_SUFFIXES), **_shard_kwargs(shard))
 
-    def _split_indices(self, split: str) -> list[int]:
-        """The images of ``split``: a permutation seeded by the data seed alone, so the held-out
-        images never change with the epoch or the shard."""
-        total = self.sizes["train"] + self.sizes["held_out"]
-        order = np.random.RandomState(self.config.seed).permutation(total)
-        held = self.sizes["held_out"]
-        return sorted(int(i) for i in (order[:held] if split == "held_out" else order[held:]))
-
     def _pipeline(self, split: str, batch_size: int, *, shuffle: bool, shard: tuple[int, int] | None,
                   drop_remainder: bool) -> Any:
         if split == "validation":
             assert self.official is not None
             dataset = self._source(self.official, shard=shard)
         else:
-            indices = self._split_indices(split)
+            indices = self.indices[split]
             if shard is not None:
                 indices = indices[shard[1]::shard[0]]
             sampler = ds.SubsetRandomSampler(indices) if shuffle else ds.SubsetSampler(indices)
@@ -247,15 +453,20 @@ def _find_cifar(root: Path) -> Path | None:
 
 
 def open_data(config: DataConfig | str) -> Data:
-    """Open ``digits`` or a dataset directory (CIFAR-10 binaries or an ImageFolder tree)."""
+    """Open ``digits``, ``fashion-mnist``, ``mnist`` or a dataset directory (MNIST-style IDX
+    files, CIFAR-10 binaries or an ImageFolder tree)."""
     if isinstance(config, str):
         config = DataConfig(source=config)
     if config.source == "digits":
         return _DigitsData(config)
+    if config.source in IDX_SETS:
+        return _IdxData(config, find_idx(config.source), config.source, IDX_SETS[config.source])
     root = Path(config.source).expanduser()
     if not root.is_dir():
-        raise DatasetError(f"dataset directory {str(root)!r} not found (use 'digits' or a directory holding "
-                           "CIFAR-10 binaries or an ImageFolder tree)")
+        raise DatasetError(f"dataset directory {str(root)!r} not found (use {', '.join(NAMED)} or a directory "
+                           "holding IDX files, CIFAR-10 binaries or an ImageFolder tree)")
+    if _has_idx(root):
+        return _IdxData(config, root, "idx", IdxSet(f"the IDX files of {root}", "MnistDataset", False, None))
     cifar = _find_cifar(root)
     if cifar is not None:
         return _CifarData(config, cifar)
