@@ -65,6 +65,7 @@ class EvaluatorConfig:
     resolution: int = 32
     held_out: float = 0.2
     augment: bool = False
+    subset: int = 0  # training images the proxy trains on (0: the whole training split)
     threads: int = 1
     timeout_s: float = 7200.0
     train: TrainConfig = PROXY_TRAIN
@@ -74,6 +75,7 @@ class EvaluatorConfig:
         check_int("evaluator.resolution", self.resolution, 8)
         check_number("evaluator.held_out", self.held_out, 1e-6, 0.99)
         check_bool("evaluator.augment", self.augment)
+        check_int("evaluator.subset", self.subset, 0)
         check_int("evaluator.threads", self.threads, 1)
         check_number("evaluator.timeout_s", self.timeout_s, 1.0)
         if not isinstance(self.train, TrainConfig):
@@ -86,7 +88,7 @@ class EvaluatorConfig:
 
     def data_config(self, seed: int) -> DataConfig:
         return DataConfig(source=self.dataset, resolution=self.resolution, held_out=self.held_out, seed=seed,
-                          augment=self.augment)
+                          augment=self.augment, subset=self.subset)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,26 @@ class BudgetConfig:
         return self.trials if self.max_failed is None else self.max_failed
 
 
+DEFAULT_BASELINE_WIDTHS = (0.35, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """The widths at which the space's reference is evaluated first, as baselines
+    (:mod:`nas.campaign.baselines`); ``baselines: none`` in YAML turns them off."""
+
+    widths: tuple[float, ...] = DEFAULT_BASELINE_WIDTHS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.widths, (tuple, list)):
+            raise FieldError("baselines.widths", self.widths, "must be a list of width multipliers")
+        for index, width in enumerate(self.widths):
+            check_number(f"baselines.widths[{index}]", width, 0.0, 4.0, low_open=True)
+        if len(set(self.widths)) != len(self.widths):
+            raise FieldError("baselines.widths", list(self.widths), "must not repeat a width")
+        object.__setattr__(self, "widths", tuple(float(width) for width in self.widths))
+
+
 @dataclass(frozen=True)
 class CampaignConfig:
     name: str
@@ -120,6 +142,7 @@ class CampaignConfig:
     latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(**CAMPAIGN_LATENCY))
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     workers: int = 1
     storage: str | None = None
     address: str | None = None
@@ -150,6 +173,7 @@ class CampaignConfig:
         data = dataclasses.asdict(self)
         for part in ("space", "controller"):
             data[part]["options"] = dict(data[part]["options"])
+        data["baselines"]["widths"] = list(data["baselines"]["widths"])
         return data
 
     def to_yaml(self) -> str:
@@ -199,6 +223,15 @@ def _latency(data: Any) -> LatencyConfig:
     return build_dataclass(LatencyConfig, {**CAMPAIGN_LATENCY, **(data or {})}, "latency")
 
 
+def _baselines(data: Any) -> BaselinesConfig:
+    if data is None or data == "none":
+        return BaselinesConfig(widths=())
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"baselines: must be 'none' or a mapping such as {{widths: [0.5, 1.0]}} (got {data!r})")
+    return build_dataclass(BaselinesConfig, {**data, "widths": data.get("widths", DEFAULT_BASELINE_WIDTHS)},
+                           "baselines")
+
+
 def config_from_dict(data: Mapping[str, Any]) -> CampaignConfig:
     """Build a campaign config strictly; the error names the key."""
     check_keys(data, [f.name for f in dataclasses.fields(CampaignConfig)], "")
@@ -216,6 +249,8 @@ def config_from_dict(data: Mapping[str, Any]) -> CampaignConfig:
         values["evaluator"] = _evaluator(values["evaluator"])
     if "budget" in values:
         values["budget"] = build_dataclass(BudgetConfig, values["budget"], "budget")
+    if "baselines" in values:
+        values["baselines"] = _baselines(values["baselines"])
     try:
         return CampaignConfig(**values)
     except (ValueError, TypeError) as error:

@@ -32,6 +32,7 @@ from latency.config import make_backend
 from latency.errors import StampMismatchError
 from latency.predictor import has_predictor, open_predictor
 from latency.stamp import device_name
+from nas.campaign.baselines import BaselineJob, BaselineStudy, Comparison, baseline_specs, compare, front_of
 from nas.campaign.config import CampaignConfig
 from nas.campaign.evaluate import Evaluation, ScreenGate, evaluate_candidate
 from nas.campaign.results import trials_frame, write_tables
@@ -87,6 +88,7 @@ class CampaignSummary:
     best_trial: int | None
     wall_seconds: float
     stopped_early: bool
+    comparison: Comparison | None = None  # the front against the baselines (None: baselines off)
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,12 @@ class CandidateJob:
 
 
 def check_dataset(config: CampaignConfig) -> None:
-    if config.evaluator.dataset != "digits" and not Path(config.evaluator.dataset).expanduser().is_dir():
-        raise DatasetError(f"evaluator.dataset: directory {config.evaluator.dataset!r} not found "
-                           "(use 'digits' or a CIFAR-10 / ImageFolder directory)")
+    """Open the proxy task's data before anything is written: a missing or broken dataset, or a
+    subset larger than its training split, is a named error up front (opened once per process)."""
+    try:
+        open_cached(config.evaluator.data_config(config.seed))
+    except DatasetError as error:
+        raise DatasetError(f"evaluator.dataset {config.evaluator.dataset!r}: {error}") from None
 
 
 def check_predictor(config: CampaignConfig) -> None:
@@ -178,6 +183,7 @@ class Campaign:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         check_dataset(config)
         check_predictor(config)
+        self.baseline_jobs = baseline_specs(config, dataset_classes(config))  # a bad width: before any write
         self.space = get_space(config.space.name, **dict(config.space.options))
         if config.controller.name not in controller_names():
             raise UnknownControllerError(f"unknown controller {config.controller.name!r}; known: {controller_names()}")
@@ -198,6 +204,7 @@ class Campaign:
             config.controller.name, self.space, config.seed, storage=url, study_name=config.name,
             **dict(config.controller.options))
         self.study = CampaignStudy(self.controller.study, self.driver_id)
+        self.baselines = BaselineStudy(url, config.name) if self.baseline_jobs else None
         self.study.heartbeat()
         self.rundir.add_driver(self.driver_id)
         self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
@@ -255,7 +262,8 @@ class Campaign:
             self.to_rerun += [(dict(t.params), t.number) for t in trials
                               if t.state.name == "FAIL" and t.params and t.number not in retried]
         started = time.monotonic()
-        if progress.finished >= budget and not self.to_rerun:
+        baselines_missing = self.baselines.missing(self.baseline_jobs) if self.baselines is not None else []
+        if progress.finished >= budget and not self.to_rerun and not baselines_missing:
             self.log(f"campaign {config.name!r} already has {progress.finished} finished trials (budget {budget})")
             return self._summary(progress, started, stopped_early=False)
 
@@ -268,7 +276,7 @@ class Campaign:
         def deadline_passed() -> bool:
             return config.budget.wall_time_s is not None and time.monotonic() - started > config.budget.wall_time_s
 
-        def submit(job: CandidateJob) -> None:
+        def ensure_pool() -> JobPool:
             nonlocal pool
             if pool is None:
                 pool = JobPool(evaluate_candidate, workers=config.workers, num_cpus=config.evaluator.threads,
@@ -276,7 +284,10 @@ class Campaign:
                                timeout_s=config.evaluator.timeout_s, what="evaluation",
                                timeout_hint="evaluator.timeout_s")
                 stop.install()  # after ray.init, which sets its own handlers
-            pool.submit(job, job.spec_yaml, config.evaluator, config.latency, config.seed, self._gate())
+            return pool
+
+        def submit(job: CandidateJob) -> None:
+            ensure_pool().submit(job, job.spec_yaml, config.evaluator, config.latency, config.seed, self._gate())
 
         def in_flight() -> list[CandidateJob]:
             return pool.keys() if pool is not None else []
@@ -293,6 +304,8 @@ class Campaign:
         max_passes = int((budget + len(self.to_rerun) + limit + 2) * (timeout + 60) * 2)
         with StopRequest() as stop:
             try:
+                if baselines_missing:
+                    self._run_baselines(baselines_missing, ensure_pool(), stop)
                 for _ in range(max_passes):
                     if stop.requested:
                         raise KeyboardInterrupt
@@ -329,13 +342,38 @@ class Campaign:
                 unfinished = (pool.cancel_all() if pool is not None else []) + \
                     [job for jobs in waiting.values() for job in jobs]
                 for job in unfinished:
-                    self._tell_failure(job, INTERRUPTED)
+                    if isinstance(job, CandidateJob):  # a cancelled baseline is simply evaluated next time
+                        self._tell_failure(job, INTERRUPTED)
                 if pool is not None:
                     pool.close()
                 write_tables(trials_frame(self.study.trials()), self.run_dir)
         if interrupted:
             raise KeyboardInterrupt
         return self._summary(progress, started, stopped_early)
+
+    def _run_baselines(self, jobs: list[BaselineJob], pool: JobPool, stop: "StopRequest") -> None:
+        """Evaluate the missing baselines (``workers`` at a time) before the search, as its trials are
+        evaluated; each is stored as it finishes. Under ``screen`` every baseline is measured."""
+        config = self.config
+        assert self.baselines is not None
+        widths = ", ".join(f"{job.width:g}" for job in jobs)
+        self.log(f"baselines: the {config.space.name} space's reference at width {widths} "
+                 f"({len(jobs)} of {len(self.baseline_jobs)} to evaluate), before the search")
+        work = [(job, (job.spec_yaml, config.evaluator, config.latency, config.seed, None)) for job in jobs]
+        for outcome in pool.map_unordered(work):
+            job = outcome.key
+            if outcome.error is not None:
+                message = one_line_error(outcome.error)
+                self.baselines.record(job, None, None, message)
+                self.log(f"baseline x{job.width:g} failed: {message} (tried again when the campaign resumes)")
+            else:
+                evaluation: Evaluation = outcome.value
+                reward = config.reward.score(evaluation.accuracy, evaluation.latency_ms)
+                self.baselines.record(job, evaluation.attrs(), reward)
+                self.log(f"baseline x{job.width:g}: accuracy {evaluation.accuracy:.4f}, latency "
+                         f"{evaluation.latency_ms:.3f} ms, reward {reward:.4f}")
+            if stop.requested:
+                raise KeyboardInterrupt
 
     def _gate(self) -> ScreenGate | None:
         """``screen``: the reward and the top-k threshold a new evaluation must be able to reach."""
@@ -438,11 +476,15 @@ class Campaign:
         finished = self.study.finished()
         best = max(finished, key=lambda t: t.user_attrs.get("reward", -math.inf), default=None)
         evaluated = sum(1 for t in finished if "reused_from" not in t.user_attrs)
+        comparison = None
+        if self.baselines is not None:
+            comparison = compare(front_of(trials_frame(self.study.trials())), self.baselines.points())
         return CampaignSummary(run_dir=self.run_dir, finished=len(finished), failed=progress.failed,
                                evaluated=evaluated,
                                best_reward=best.user_attrs.get("reward", math.nan) if best else math.nan,
                                best_trial=best.number if best else None,
-                               wall_seconds=time.monotonic() - started, stopped_early=stopped_early)
+                               wall_seconds=time.monotonic() - started, stopped_early=stopped_early,
+                               comparison=comparison)
 
 
 class StopRequest:

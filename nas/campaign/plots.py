@@ -1,6 +1,9 @@
 """Pareto plots of accuracy against latency: a static PNG (matplotlib) and an interactive HTML
-page (plotly), with the front, the target, reward iso-lines, reference models and NetAdapt
-trajectories on the same axes; and a reward-over-trials plot.
+page (plotly), with every trial, the searched front, the baseline curve (the space's reference by
+width, labelled, with the front's gain against it), the target, reward iso-lines, reference models
+placed by their proxy accuracy, and NetAdapt trajectories on the same axes; and a
+reward-over-trials plot. A reference without a proxy accuracy is not drawn: a latency alone
+cannot say whether the search beats it.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from nas.campaign.baselines import BaselinePoint, Comparison
 from nas.campaign.reward import RewardConfig
 
 
@@ -46,6 +50,8 @@ class PlotData:
     references: list[ReferencePoint] = field(default_factory=list)
     trajectories: list[Trajectory] = field(default_factory=list)
     title: str = "accuracy vs latency"
+    baselines: list[BaselinePoint] = field(default_factory=list)
+    comparison: Comparison | None = None
 
 
 def pyplot() -> Any:
@@ -86,7 +92,8 @@ def draw_trajectory(axes: Any, trajectory: Trajectory, color: str | None = None)
 
 def _latency_range(data: PlotData) -> tuple[float, float]:
     values = [v for v in data.frame.get("latency_ms", []) if v == v and v is not None]
-    values += [r.latency_ms for r in data.references]
+    values += [r.latency_ms for r in data.references if r.accuracy is not None]
+    values += [b.latency_ms for b in data.baselines]
     for trajectory in data.trajectories:
         values += list(trajectory.latency_ms)
     if data.reward is not None:
@@ -119,6 +126,18 @@ def iso_lines(data: PlotData, count: int = 4) -> list[tuple[float, np.ndarray, n
     return curves
 
 
+def _title(data: PlotData) -> str:
+    """The title, with the front's comparison against the baselines on a second line."""
+    if data.comparison is None or data.comparison.baselines < 2:
+        return data.title
+    parts = []
+    if data.comparison.gain_points is not None:
+        parts.append(f"{data.comparison.gain_points:+.2f} points at equal latency")
+    if data.comparison.speedup is not None:
+        parts.append(f"{data.comparison.speedup:.2f}x faster at equal accuracy")
+    return f"{data.title}\nfront vs baselines: {', '.join(parts) or 'outside the baselines range'}"
+
+
 def write_png(data: PlotData, path: str | Path) -> Path:
     """The static Pareto plot."""
     plt = pyplot()
@@ -141,14 +160,17 @@ def write_png(data: PlotData, path: str | Path) -> Path:
     if data.reward is not None:
         axes.axvline(data.reward.target_ms, color="#2e86ab", ls="--", lw=1.2,
                      label=f"target {data.reward.target_ms:g} ms")
-    colours = ["#00798c", "#edae49", "#8d6a9f", "#3d405b", "#81b29a", "#e07a5f"]
-    for index, reference in enumerate(data.references):
-        colour = colours[index % len(colours)]
-        if reference.accuracy is not None:
-            axes.scatter([reference.latency_ms], [reference.accuracy], marker="*", s=160, color=colour,
-                         label=reference.name, zorder=4)
-        else:
-            axes.axvline(reference.latency_ms, color=colour, ls="-.", lw=1, label=f"{reference.name} (latency)")
+    if data.baselines:
+        points = sorted(data.baselines, key=lambda point: point.latency_ms)
+        axes.plot([p.latency_ms for p in points], [p.accuracy for p in points], "-s", color="#3d405b", ms=6,
+                  label="baselines (reference by width)", zorder=3)
+        for point in points:
+            axes.annotate(point.label, (point.latency_ms, point.accuracy), textcoords="offset points",
+                          xytext=(5, -11), fontsize=8, color="#3d405b")
+    colours = ["#00798c", "#edae49", "#8d6a9f", "#81b29a", "#e07a5f"]
+    for index, reference in enumerate(r for r in data.references if r.accuracy is not None):
+        axes.scatter([reference.latency_ms], [reference.accuracy], marker="*", s=160,
+                     color=colours[index % len(colours)], label=reference.name, zorder=4)
     axes.set_xlabel("latency (ms, measured)")
     axes.set_ylabel("accuracy (proxy, held out)")
     for trajectory in data.trajectories:
@@ -158,9 +180,9 @@ def write_png(data: PlotData, path: str | Path) -> Path:
     axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     axes.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes.tick_params(axis="x", which="minor", labelsize=7)
-    axes.set_title(data.title)
+    axes.set_title(_title(data), fontsize=10)
     axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=120)
@@ -189,16 +211,21 @@ def write_html(data: PlotData, path: str | Path) -> Path:
     if data.reward is not None:
         figure.add_vline(x=data.reward.target_ms, line_dash="dash", line_color="#2e86ab",
                          annotation_text=f"target {data.reward.target_ms:g} ms")
+    if data.baselines:
+        points = sorted(data.baselines, key=lambda point: point.latency_ms)
+        figure.add_trace(go.Scatter(x=[p.latency_ms for p in points], y=[p.accuracy for p in points],
+                                    mode="lines+markers+text", text=[p.label for p in points],
+                                    textposition="bottom right", name="baselines (reference by width)",
+                                    marker={"symbol": "square", "color": "#3d405b"}))
     for reference in data.references:
         if reference.accuracy is not None:
             figure.add_trace(go.Scatter(x=[reference.latency_ms], y=[reference.accuracy], mode="markers",
                                         name=reference.name, marker={"symbol": "star", "size": 14}))
-        else:
-            figure.add_vline(x=reference.latency_ms, line_dash="dashdot", annotation_text=reference.name)
     for trajectory in data.trajectories:
         figure.add_trace(go.Scatter(x=list(trajectory.latency_ms), y=list(trajectory.accuracy),
                                     mode="lines+markers", name=trajectory.name))
-    figure.update_layout(title=data.title, xaxis_title="latency (ms, measured)", yaxis_title="accuracy (proxy)",
+    figure.update_layout(title=_title(data).replace("\n", "<br>"), xaxis_title="latency (ms, measured)",
+                         yaxis_title="accuracy (proxy)",
                          xaxis_type="log", template="plotly_white")
     path = Path(path)
     figure.write_html(str(path), include_plotlyjs=True, full_html=True)

@@ -30,6 +30,8 @@ def _search(args: argparse.Namespace) -> int:
           f"evaluated; {best}; {summary.wall_seconds:.0f} s")
     if summary.stopped_early:
         print("stopped at the wall-time budget; re-run to continue")
+    if summary.comparison is not None:
+        print(summary.comparison.describe())
     print(f"results in {summary.run_dir} (nas results / nas export / nas plot {summary.run_dir})")
     return 0
 

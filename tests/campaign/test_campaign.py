@@ -101,13 +101,21 @@ def test_resume_accepts_operational_changes_and_names_a_search_change(tmp_path) 
 
 @pytest.mark.slow
 def test_four_trial_campaign_exports_and_plots(isolated) -> None:
-    config = write_config(isolated, "four", workers=2)
+    config = write_config(isolated, "four", workers=2, baselines={"widths": [0.25, 0.5]})
     result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"), cwd=isolated)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "baseline x0.25: accuracy" in result.stderr and "against the baseline curve (2 widths" in result.stdout
     run_dir = isolated / "runs" / "four"
     trials = stored_trials(run_dir, "four")
     done = complete(trials)
-    assert len(done) == 4
+    assert len(done) == 4 and not any(t.user_attrs.get("baseline") for t in trials)  # the search's own study
+    baselines = stored_trials(run_dir, "four:baselines")
+    assert sorted(t.user_attrs["width"] for t in complete(baselines)) == [0.25, 0.5]
+    for trial in baselines:  # the space's reference at each width, evaluated like a trial
+        assert trial.user_attrs["baseline"] is True and trial.user_attrs["latency_source"] == "measured"
+        assert ArchSpec.from_yaml(trial.user_attrs["spec_yaml"]).arch_id == trial.user_attrs["arch_id"]
+        assert trial.value == pytest.approx(trial.user_attrs["accuracy"] * (trial.user_attrs["latency_ms"] / 5.0)
+                                            ** -0.07)
     for trial in done:
         attrs = trial.user_attrs
         assert 0.0 <= attrs["accuracy"] <= 1.0 and attrs["latency_ms"] > 0 and attrs["latency_p90_ms"] >= attrs[
@@ -117,6 +125,11 @@ def test_four_trial_campaign_exports_and_plots(isolated) -> None:
 
     shown = run_nas("results", str(run_dir))
     assert shown.returncode == 0 and (run_dir / "trials.parquet").is_file() and "Pareto front" in shown.stdout
+    assert "baselines (the mnasnet space's reference" in shown.stdout and (run_dir / "baselines.csv").is_file()
+    # Resuming evaluates no baseline twice.
+    again = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"), cwd=isolated)
+    assert again.returncode == 0 and "already has 4 finished trials" in again.stderr
+    assert len(stored_trials(run_dir, "four:baselines")) == 2
 
     exported = run_nas("export", str(run_dir), "--pareto", "--best", "-o", str(isolated / "exports"))
     assert exported.returncode == 0, exported.stderr
@@ -136,12 +149,15 @@ def test_four_trial_campaign_exports_and_plots(isolated) -> None:
     assert plotted.returncode == 0, plotted.stderr[-2000:]
     for name in ("pareto.png", "pareto.html", "reward.png"):
         assert (run_dir / name).stat().st_size > 1000
-    assert "mobilenet_v3_large" in (run_dir / "pareto.html").read_text()
+    page = (run_dir / "pareto.html").read_text()
+    assert "baselines (reference by width)" in page and "x0.25" in page
+    assert "mobilenet_v3_large" not in page  # references only with --with-references, placed by accuracy
 
     storage = f"sqlite:///{run_dir / 'study.db'}"  # `optuna-dashboard <storage>` serves the campaign
     studies = dashboard_get(storage, "/api/studies")["study_summaries"]
-    assert [s["study_name"] for s in studies] == ["four"]
-    detail = dashboard_get(storage, f"/api/studies/{studies[0]['study_id']}")
+    assert sorted(s["study_name"] for s in studies) == ["four", "four:baselines"]
+    search = next(s for s in studies if s["study_name"] == "four")
+    detail = dashboard_get(storage, f"/api/studies/{search['study_id']}")
     assert sum(t["state"] == "Complete" for t in detail["trials"]) == 4
 
 

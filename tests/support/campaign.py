@@ -18,6 +18,7 @@ def tiny_config(name: str, **changes) -> dict:
                     "min_repeats": 5, "max_repeats": 15, "tolerance": 0.2},
         "evaluator": {"dataset": "digits", "resolution": 16, "train": {"epochs": 1, "batch_size": 64, "lr": 0.02}},
         "budget": {"trials": 4},
+        "baselines": "none",  # a test that wants them names its widths
         "workers": 1,
     }
     for key, value in changes.items():  # a section given here updates the tiny one key by key
