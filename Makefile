@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/nas search -c experiments/demo.yaml
 	$(VENV)/bin/nas export runs/demo --best --pareto
 	$(VENV)/bin/nas plot runs/demo
-	$(VENV)/bin/nas results runs/demo | tail -n 3
+	$(VENV)/bin/nas results runs/demo | tail -n 12
 	@echo "demo results: runs/demo (trials.csv, exports/, pareto.png, pareto.html, reward.png)"
 
 # ruff and mypy (strict over nas/spec, search_spaces, controllers) run before the tests: a slip fails fast.

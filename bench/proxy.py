@@ -1,0 +1,192 @@
+"""Proxy fidelity on Fashion-MNIST: does the short proxy training rank architectures as a long
+schedule does, and is its seed noise small next to the spread between architectures?
+
+About 12 architectures: references at several widths (MobileNetV2, MobileNetV3-Small/-Large,
+MnasNet-A1) and samples of the ``mnasnet`` and ``mobilenet_v3`` spaces. Each is trained
+
+- with every candidate proxy setting (``--proxies``, ``subset:epochs:lr``), and
+- with the long schedule (the whole training split, ``--long-epochs``; at least 5x the steps of
+  the longest proxy),
+
+and scored on the same held-out split. Three architectures are also trained with each proxy at
+``--seeds`` seeds. Reported per proxy: Kendall's tau between proxy and long accuracy, the mean seed
+std, the spread across architectures (std of their proxy accuracies), and the cost. The chosen
+proxy is the cheapest with tau >= 0.6 and seed std below a third of the spread.
+
+Every training is stored as it finishes (``bench/results/proxy/runs.jsonl``), so an interrupted
+run resumes where it stopped; figures go to stdout and ``bench/results/proxy.json``.
+
+    python -m bench.proxy [--proxies 5000:3:0.1,10000:3:0.1] [--long-epochs 6] [--resolution 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scipy.stats import kendalltau
+
+from bench.common import RESULTS, write_report
+from latency.sampling import space_specs
+from nas.spec.arch import ArchSpec
+from nas.training.config import DataConfig, TrainConfig
+from nas.training.data import open_data
+from nas.training.proxy import train_proxy
+from search_spaces import references
+
+REFERENCES = (("mobilenet_v2", 0.35), ("mobilenet_v2", 0.5), ("mobilenet_v2", 1.0), ("mobilenet_v3_small", 0.5),
+              ("mobilenet_v3_small", 1.0), ("mobilenet_v3_large", 0.35), ("mnasnet_a1", 0.35), ("mnasnet_a1", 0.5))
+SPACES = (("mnasnet", {"width": 0.35}), ("mobilenet_v3", {"width": 0.5}))
+HELD_OUT = 0.1  # 6,000 of the 60,000 training images score every run
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A training schedule: ``subset`` training images (0: all), ``epochs``, peak ``lr``."""
+
+    subset: int
+    epochs: int
+    lr: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.subset}:{self.epochs}:{self.lr:g}"
+
+    def steps(self, train_images: int) -> int:
+        return (self.subset or train_images) // BATCH * self.epochs
+
+
+def parse_setting(text: str) -> Setting:
+    try:
+        subset, epochs, lr = text.split(":")
+        return Setting(int(subset), int(epochs), float(lr))
+    except ValueError:
+        raise SystemExit(f"--proxies: {text!r} is not subset:epochs:lr (e.g. 5000:3:0.1)") from None
+
+
+def architectures(count: int) -> list[ArchSpec]:
+    specs = [references.get(name, width).replace(name=f"{name}_x{width:g}") for name, width in REFERENCES]
+    per_space = max(0, count - len(specs)) // len(SPACES) + 1
+    for name, options in SPACES:
+        sampled, _ = space_specs(name, per_space, seed=11, options=options)
+        specs.extend(sampled)
+    return [spec.replace(num_classes=10) for spec in specs[:count]]
+
+
+class Runs:
+    """Finished trainings, one JSON line each, keyed by (arch_id, setting, seed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[tuple[str, str, int], dict] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.done[(row["arch_id"], row["setting"], row["seed"])] = row
+
+    def add(self, row: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        self.done[(row["arch_id"], row["setting"], row["seed"])] = row
+
+
+def run(args: argparse.Namespace) -> dict:
+    proxies = [parse_setting(text) for text in args.proxies.split(",")]
+    specs = architectures(args.archs)
+    data_cache: dict[int, object] = {}
+
+    def data(setting: Setting, seed: int):
+        config = DataConfig("fashion-mnist", resolution=args.resolution, held_out=HELD_OUT, seed=0,
+                            subset=setting.subset, augment=False)
+        if setting.subset not in data_cache:
+            data_cache[setting.subset] = open_data(config)
+        return data_cache[setting.subset]
+
+    train_images = open_data(DataConfig("fashion-mnist", resolution=args.resolution, held_out=HELD_OUT)).sizes["train"]
+    longest = max(setting.steps(train_images) for setting in proxies)
+    long = Setting(0, args.long_epochs, args.long_lr)
+    if long.steps(train_images) < 5 * longest:
+        raise SystemExit(f"--long-epochs {args.long_epochs}: {long.steps(train_images)} steps, fewer than 5x the "
+                         f"longest proxy's {longest}; raise it")
+    jobs = [(spec, setting, 0) for setting in [*proxies, long] for spec in specs]
+    jobs += [(spec, setting, seed) for setting in proxies for spec in specs[:3] for seed in range(1, args.seeds)]
+    runs = Runs(Path(args.out) / "runs.jsonl")
+    todo = [job for job in jobs if (job[0].arch_id, job[1].key, job[2]) not in runs.done]
+    print(f"{len(specs)} architectures, {len(proxies)} proxies + the long schedule ({long.steps(train_images)} "
+          f"steps); {len(jobs)} trainings, {len(todo)} to run", flush=True)
+    started = time.monotonic()
+    for index, (spec, setting, seed) in enumerate(todo, 1):
+        config = TrainConfig(epochs=setting.epochs, batch_size=BATCH, lr=setting.lr, warmup_epochs=0.0, seed=seed,
+                             weight_decay=4e-5)
+        result = train_proxy(spec.replace(resolution=args.resolution), data(setting, seed), config, device=None,
+                             threads=args.threads)
+        runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
+                  **asdict(result)})
+        elapsed = time.monotonic() - started
+        print(f"[{index}/{len(todo)}] {spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} "
+              f"({result.train_seconds:.0f} s); elapsed {elapsed / 60:.1f} min, ETA "
+              f"{elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+    return figures(specs, proxies, long, runs, train_images)
+
+
+def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: Runs, train_images: int) -> dict:
+    def top1(spec: ArchSpec, setting: Setting, seed: int = 0) -> float:
+        return float(runs.done[(spec.arch_id, setting.key, seed)]["top1"])
+
+    def seconds(setting: Setting) -> float:
+        return statistics.fmean(float(runs.done[(s.arch_id, setting.key, 0)]["train_seconds"]) for s in specs)
+
+    long_acc = [top1(spec, long) for spec in specs]
+    report = {"architectures": [spec.name for spec in specs], "long": {"setting": long.key,
+              "steps": long.steps(train_images), "top1": long_acc, "train_s_mean": seconds(long)}, "proxies": []}
+    seeds = sorted({key[2] for key in runs.done})
+    for setting in proxies:
+        acc = [top1(spec, setting) for spec in specs]
+        tau = float(kendalltau(acc, long_acc).statistic)
+        noise = [statistics.pstdev([top1(spec, setting, seed) for seed in seeds
+                                    if (spec.arch_id, setting.key, seed) in runs.done]) for spec in specs[:3]]
+        seed_std = statistics.fmean(noise)
+        spread = statistics.pstdev(acc)
+        entry = {"setting": setting.key, "steps": setting.steps(train_images), "train_s_mean": seconds(setting),
+                 "top1": acc, "kendall_tau": tau, "seed_std": seed_std, "spread_std": spread,
+                 "passes": tau >= 0.6 and seed_std < spread / 3}
+        report["proxies"].append(entry)
+    passing = [entry for entry in report["proxies"] if entry["passes"]]
+    report["chosen"] = min(passing, key=lambda entry: entry["train_s_mean"])["setting"] if passing else None
+    print(f"\nlong schedule {long.key}: {long.steps(train_images)} steps, mean {seconds(long):.0f} s per network")
+    print("| proxy (subset:epochs:lr) | steps | s per network | Kendall tau | seed std | spread (std) | passes |")
+    print("|---|---|---|---|---|---|---|")
+    for entry in report["proxies"]:
+        print(f"| {entry['setting']} | {entry['steps']} | {entry['train_s_mean']:.0f} | {entry['kendall_tau']:.3f} | "
+              f"{entry['seed_std']:.4f} | {entry['spread_std']:.4f} | {'yes' if entry['passes'] else 'no'} |")
+    print(f"chosen: {report['chosen'] or 'none passes (tau >= 0.6 and seed std < spread / 3)'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", default="5000:2:0.1,5000:4:0.1,10000:3:0.1",
+                        help="candidate proxy settings, subset:epochs:lr, comma separated")
+    parser.add_argument("--long-epochs", type=int, default=5, help="epochs of the long schedule (whole split)")
+    parser.add_argument("--long-lr", type=float, default=0.1)
+    parser.add_argument("--archs", type=int, default=12, help="architectures (references first, then samples)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the seed-noise check (3 architectures)")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "proxy"), help="where finished trainings are kept")
+    args = parser.parse_args(argv)
+    report = run(args)
+    write_report("proxy", {"args": vars(args), **report})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
