@@ -36,7 +36,7 @@ def _campaign(folder: Path, name: str, workers: int, trials: int) -> dict:
     import optuna  # heavy: only this function reads the study
 
     config = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
-    config.update(name=name, workers=workers)
+    config.update(name=name, workers=workers, baselines="none")  # trials per hour of the search alone
     config["budget"]["trials"] = trials
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -185,6 +185,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict:
     config = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     config["latency"]["cache"] = False
     config["budget"]["trials"] = args.campaign_trials
+    config["baselines"] = "none"  # the figures are about the search's own trials
     # One PPO batch as long as the campaign: no policy update, so both campaigns ask the same
     # architectures (the same seed) and every one is measured twice, in two campaigns.
     config["controller"]["options"]["batch_size"] = args.campaign_trials

@@ -124,7 +124,7 @@ def screening(args: argparse.Namespace, fitted: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-screen-") as name:
         folder = Path(name)
         for source in ("measure", "screen"):
-            config = {**demo, "name": f"demo_{source}", "budget": {"trials": args.screen_trials}}
+            config = {**demo, "name": f"demo_{source}", "budget": {"trials": args.screen_trials}, "baselines": "none"}
             config["latency"] = {**demo["latency"], "source": source, "cache": False}
             if source == "screen":
                 config["latency"].update(lut=str(fitted), screen_top_k=args.screen_top_k)
