@@ -115,8 +115,10 @@ def run(args: argparse.Namespace) -> dict:
     if long.steps(train_images) < 5 * longest:
         raise SystemExit(f"--long-epochs {args.long_epochs}: {long.steps(train_images)} steps, fewer than 5x the "
                          f"longest proxy's {longest}; raise it")
-    jobs = [(spec, setting, 0) for setting in [*proxies, long] for spec in specs]
+    # Cheapest first: every proxy, then the seed repeats, then the long schedule.
+    jobs = [(spec, setting, 0) for setting in proxies for spec in specs]
     jobs += [(spec, setting, seed) for setting in proxies for spec in specs[:3] for seed in range(1, args.seeds)]
+    jobs += [(spec, long, 0) for spec in specs]
     runs = Runs(Path(args.out) / "runs.jsonl")
     todo = [job for job in jobs if (job[0].arch_id, job[1].key, job[2]) not in runs.done]
     print(f"{len(specs)} architectures, {len(proxies)} proxies + the long schedule ({long.steps(train_images)} "
