@@ -17,6 +17,7 @@ Every training is stored as it finishes (``bench/results/proxy/runs.jsonl``), so
 run resumes where it stopped; figures go to stdout and ``bench/results/proxy.json``.
 
     python -m bench.proxy [--proxies 5000:3:0.1,10000:3:0.1] [--long-epochs 6] [--resolution 32]
+    python -m bench.proxy --demo     # the seed noise of experiments/demo.yaml's proxy (digits) alone
 """
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ from scipy.stats import kendalltau
 
 from bench.common import RESULTS, write_report
 from latency.sampling import space_specs
+from nas.campaign.config import load_config
 from nas.spec.arch import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
 from nas.training.proxy import train_proxy
-from search_spaces import references
+from search_spaces import get_space, references
 
 REFERENCES = (("mobilenet_v2", 0.35), ("mobilenet_v2", 0.5), ("mobilenet_v2", 1.0), ("mobilenet_v3_small", 0.5),
               ("mobilenet_v3_small", 1.0), ("mobilenet_v3_large", 0.35), ("mnasnet_a1", 0.35), ("mnasnet_a1", 0.5))
@@ -172,6 +174,31 @@ def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: 
     return report
 
 
+def demo_seed_noise(seeds: int) -> dict:
+    """The seed std of the demo's own proxy (``experiments/demo.yaml``): two of its baselines and
+    one sample of its space, each trained with ``seeds`` training seeds on the same split."""
+    config = load_config(Path(__file__).resolve().parent.parent / "experiments" / "demo.yaml")
+    data = open_data(config.evaluator.data_config(config.seed))
+    archs = []
+    for width in (0.35, 0.75):
+        space = get_space(config.space.name, **{**config.space.options, "width": width})
+        archs.append((f"baseline x{width:g}", space.decode(space.center())))
+    space = get_space(config.space.name, **config.space.options)
+    archs.append(("sample", space.decode(space.sample(3))))
+    rows = []
+    for name, spec in archs:
+        accs = [train_proxy(spec, data, config.evaluator.train_config(seed), device=None, threads=1).top1
+                for seed in range(seeds)]
+        rows.append({"name": name, "top1": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs)})
+        print(f"{name}: top1 {', '.join(f'{a:.4f}' for a in accs)}; mean {rows[-1]['mean']:.4f}, "
+              f"std {rows[-1]['std']:.4f}", flush=True)
+    seed_std = statistics.fmean(row["std"] for row in rows)
+    spread = statistics.pstdev([row["mean"] for row in rows])
+    print(f"demo proxy: mean seed std {seed_std:.4f}, spread of the means (std) {spread:.4f}; seed std "
+          f"{'below' if seed_std < spread / 3 else 'not below'} a third of the spread")
+    return {"demo": rows, "seed_std": seed_std, "spread_std": spread}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "proxy"), help="where finished trainings are kept")
+    parser.add_argument("--demo", action="store_true", help="only the seed noise of the demo's proxy (digits)")
     args = parser.parse_args(argv)
+    if args.demo:
+        write_report("proxy_demo", {"args": vars(args), **demo_seed_noise(args.seeds)})
+        return 0
     report = run(args)
     write_report("proxy", {"args": vars(args), **report})
     return 0
