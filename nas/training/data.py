@@ -164,25 +164,25 @@ def _split_indices(total: int, config: DataConfig, source: str) -> dict[str, lis
     held-out ones first; ``config.subset`` keeps that many of the rest."""
     order = np.random.RandomState(config.seed).permutation(total)
     held = max(1, int(round(total * config.held_out)))
-    train = order[held:]
-    if config.subset:
-        if config.subset > len(train):
-            raise DatasetError(f"data.subset: {config.subset} is more than the training split of {source} holds "
-                               f"({len(train)} images once {held} are held out); use a subset of at most {len(train)}")
-        train = train[:config.subset]
+    train = order[held:][:_subset_size(config, held_out_removed=len(order) - held, source=source)]
     return {"train": sorted(int(i) for i in train), "held_out": sorted(int(i) for i in order[:held])}
+
+
+def _subset_size(config: DataConfig, held_out_removed: int, source: str) -> int:
+    """How many training images ``config.subset`` keeps of ``held_out_removed`` (all for 0); more
+    than there are is a named error."""
+    if config.subset > held_out_removed:
+        raise DatasetError(f"data.subset: {config.subset} is more than the training split of {source} holds "
+                           f"({held_out_removed} images once the held-out ones are set aside); use a subset of at "
+                           f"most {held_out_removed}")
+    return config.subset or held_out_removed
 
 
 def _subset_arrays(config: DataConfig, images: np.ndarray, labels: np.ndarray,
                    source: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``config.subset`` of an already shuffled training split (all of it for 0)."""
-    if not config.subset:
-        return images, labels
-    if config.subset > len(labels):
-        raise DatasetError(f"data.subset: {config.subset} is more than the training split of {source} holds "
-                           f"({len(labels)} images once the held-out ones are set aside); use a subset of at most "
-                           f"{len(labels)}")
-    return images[:config.subset], labels[:config.subset]
+    count = _subset_size(config, len(labels), source)
+    return images[:count], labels[:count]
 
 
 class _IndexedData(Data):
