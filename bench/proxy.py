@@ -14,20 +14,27 @@ std, the spread across architectures (std of their proxy accuracies), and the co
 proxy is the cheapest with tau >= 0.6 and seed std below a third of the spread.
 
 Every training is stored as it finishes (``bench/results/proxy/runs.jsonl``), so an interrupted
-run resumes where it stopped; figures go to stdout and ``bench/results/proxy.json``.
+run resumes where it stopped; figures go to stdout and ``bench/results/proxy.json``. Every training
+warms up for ``--warmup`` epochs, and is scored after its batch-norm statistics are recomputed
+(``nas.training.proxy``); rows of an older protocol (``PROTOCOL``) are not reused. ``--jobs 2``
+trains two networks at once with one thread each, which on a 2-core machine finishes more
+trainings per hour than one at a time on two threads (small networks parallelise poorly).
 
-    python -m bench.proxy [--proxies 5000:3:0.1,10000:3:0.1] [--long-epochs 6] [--resolution 32]
+    python -m bench.proxy [--proxies 5000:2:0.05,10000:2:0.05] [--long-epochs 3] [--jobs 2]
     python -m bench.proxy --demo     # the seed noise of experiments/demo.yaml's proxy (digits) alone
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from scipy.stats import kendalltau
 
@@ -37,7 +44,7 @@ from nas.campaign.config import load_config
 from nas.spec.arch import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
-from nas.training.proxy import train_proxy
+from nas.training.proxy import ProxyResult, train_proxy
 from search_spaces import get_space, references
 
 REFERENCES = (("mobilenet_v2", 0.35), ("mobilenet_v2", 0.5), ("mobilenet_v2", 1.0), ("mobilenet_v3_small", 0.5),
@@ -45,6 +52,7 @@ REFERENCES = (("mobilenet_v2", 0.35), ("mobilenet_v2", 0.5), ("mobilenet_v2", 1.
 SPACES = (("mnasnet", {"width": 0.35}), ("mobilenet_v3", {"width": 0.5}))
 HELD_OUT = 0.1  # 6,000 of the 60,000 training images score every run
 BATCH = 64
+PROTOCOL = 2  # 2: warm-up and batch-norm recalibration before scoring (1 had neither: slow BNs scored at chance)
 
 
 @dataclass(frozen=True)
@@ -90,27 +98,35 @@ class Runs:
             for line in path.read_text().splitlines():
                 if line.strip():
                     row = json.loads(line)
+                    if row.get("protocol") != PROTOCOL:
+                        continue
                     self.done[(row["arch_id"], row["setting"], row["seed"])] = row
 
     def add(self, row: dict) -> None:
+        row = {**row, "protocol": PROTOCOL}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         self.done[(row["arch_id"], row["setting"], row["seed"])] = row
 
 
+_DATA: dict[int, Any] = {}  # per worker process: the opened data, by subset size
+
+
+def train_one(spec: ArchSpec, setting: Setting, seed: int, args: argparse.Namespace) -> ProxyResult:
+    """One training (in a worker process): ``spec`` with ``setting`` and training seed ``seed``."""
+    if setting.subset not in _DATA:
+        _DATA[setting.subset] = open_data(DataConfig("fashion-mnist", resolution=args.resolution, held_out=HELD_OUT,
+                                                     seed=0, subset=setting.subset, augment=False))
+    config = TrainConfig(epochs=setting.epochs, batch_size=BATCH, lr=setting.lr, warmup_epochs=args.warmup,
+                         seed=seed, weight_decay=4e-5)
+    return train_proxy(spec.replace(resolution=args.resolution), _DATA[setting.subset], config, device=None,
+                       threads=args.threads)
+
+
 def run(args: argparse.Namespace) -> dict:
     proxies = [parse_setting(text) for text in args.proxies.split(",")]
     specs = architectures(args.archs)
-    data_cache: dict[int, object] = {}
-
-    def data(setting: Setting, seed: int):
-        config = DataConfig("fashion-mnist", resolution=args.resolution, held_out=HELD_OUT, seed=0,
-                            subset=setting.subset, augment=False)
-        if setting.subset not in data_cache:
-            data_cache[setting.subset] = open_data(config)
-        return data_cache[setting.subset]
-
     train_images = open_data(DataConfig("fashion-mnist", resolution=args.resolution, held_out=HELD_OUT)).sizes["train"]
     longest = max(setting.steps(train_images) for setting in proxies)
     long = Setting(0, args.long_epochs, args.long_lr)
@@ -126,17 +142,19 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{len(specs)} architectures, {len(proxies)} proxies + the long schedule ({long.steps(train_images)} "
           f"steps); {len(jobs)} trainings, {len(todo)} to run", flush=True)
     started = time.monotonic()
-    for index, (spec, setting, seed) in enumerate(todo, 1):
-        config = TrainConfig(epochs=setting.epochs, batch_size=BATCH, lr=setting.lr, warmup_epochs=0.0, seed=seed,
-                             weight_decay=4e-5)
-        result = train_proxy(spec.replace(resolution=args.resolution), data(setting, seed), config, device=None,
-                             threads=args.threads)
-        runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
-                  **asdict(result)})
-        elapsed = time.monotonic() - started
-        print(f"[{index}/{len(todo)}] {spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} "
-              f"({result.train_seconds:.0f} s); elapsed {elapsed / 60:.1f} min, ETA "
-              f"{elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+    context = multiprocessing.get_context("spawn")  # MindSpore is not fork-safe
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        pending = {pool.submit(train_one, spec, setting, seed, args): (spec, setting, seed)
+                   for spec, setting, seed in todo}
+        for index, future in enumerate(concurrent.futures.as_completed(pending), 1):
+            spec, setting, seed = pending[future]
+            result = future.result()
+            runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
+                      **asdict(result)})
+            elapsed = time.monotonic() - started
+            print(f"[{index}/{len(todo)}] {spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} "
+                  f"({result.train_seconds:.0f} s); elapsed {elapsed / 60:.1f} min, ETA "
+                  f"{elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
     return figures(specs, proxies, long, runs, train_images)
 
 
@@ -202,14 +220,16 @@ def demo_seed_noise(seeds: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proxies", default="5000:2:0.1,5000:4:0.1,10000:3:0.1",
+    parser.add_argument("--proxies", default="5000:2:0.05,5000:4:0.05,10000:2:0.05",
                         help="candidate proxy settings, subset:epochs:lr, comma separated")
-    parser.add_argument("--long-epochs", type=int, default=5, help="epochs of the long schedule (whole split)")
-    parser.add_argument("--long-lr", type=float, default=0.1)
+    parser.add_argument("--long-epochs", type=int, default=2, help="epochs of the long schedule (whole split)")
+    parser.add_argument("--long-lr", type=float, default=0.05)
+    parser.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs of every training")
     parser.add_argument("--archs", type=int, default=12, help="architectures (references first, then samples)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the seed-noise check (3 architectures)")
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each in its own process")
+    parser.add_argument("--threads", type=int, default=1, help="threads per training")
     parser.add_argument("--out", default=str(RESULTS / "proxy"), help="where finished trainings are kept")
     parser.add_argument("--demo", action="store_true", help="only the seed noise of the demo's proxy (digits)")
     args = parser.parse_args(argv)

@@ -16,7 +16,10 @@ import numpy as np
 from nas.models.builder import build_network
 from nas.spec.arch import ArchSpec
 from nas.training.config import TrainConfig
-from nas.training.engine import Trainer, configure_threads, evaluate
+from nas.training.engine import Trainer, configure_threads, evaluate, recalibrate_batch_norm
+
+
+RECALIBRATION_BATCHES = 50  # batches that recompute the batch-norm statistics before scoring
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ def train_proxy(spec: ArchSpec, data: Any, config: TrainConfig, *, device: str =
                 threads: int | None = None, lock_timeout: float | None = None) -> ProxyResult:
     """Train a fresh network of ``spec`` on ``data``'s training split and score it on held-out data.
 
+    Before scoring, the batch-norm statistics are recomputed from training batches
+    (:func:`~nas.training.engine.recalibrate_batch_norm`): after a proxy's few hundred steps, the
+    moving statistics of a slow batch norm are still mostly their initial values, and the score
+    would rank how fast they converge rather than the network.
+
     ``device`` is locked shared per step; pass ``None`` to train without taking the lock.
     """
     configure_threads(threads)
@@ -52,6 +60,8 @@ def train_proxy(spec: ArchSpec, data: Any, config: TrainConfig, *, device: str =
     started = time.perf_counter()
     if trainer.ema is not None:
         trainer.ema.swap()
+    recalibrate_batch_norm(net, data.train(config.batch_size, epoch=config.epochs), RECALIBRATION_BATCHES,
+                           device_lock=device)
     result = evaluate(net, data.held_out(max(64, config.batch_size)), device_lock=device)
     eval_seconds = time.perf_counter() - started
     return ProxyResult(top1=result.top1, top5=result.top5, held_out_loss=result.loss, train_loss=logs[-1].loss,

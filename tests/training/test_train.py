@@ -10,7 +10,8 @@ from nas.runtime.devicelock import device_lock
 from nas.spec import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
-from nas.training.engine import TrainingDiverged, learning_rates
+from nas.models.builder import build_network
+from nas.training.engine import TrainingDiverged, learning_rates, recalibrate_batch_norm
 from nas.training.proxy import train_proxy
 from search_spaces import references
 
@@ -49,6 +50,25 @@ def test_bad_recipe_values_are_named() -> None:
 @pytest.fixture(scope="module")
 def digits():
     return open_data(DataConfig("digits", resolution=16))
+
+
+def test_recalibration_recomputes_batch_norm_statistics_from_training_batches(digits) -> None:
+    net = build_network(tiny_spec().replace(bn_momentum=0.99), num_classes=10, seed=0)
+    weights = {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+    original = net.stem.bn.bn_train
+    images, _ = next(digits.train(64, epoch=0).create_tuple_iterator(num_epochs=1))
+    # One batch at momentum 1: the moving statistics become that batch's, computed here by hand
+    # from the stem convolution's output (4,096 values per channel: biased and unbiased variance agree).
+    used = recalibrate_batch_norm(net, digits.train(64, epoch=0), batches=1, momentum=1.0)
+    assert used == 1
+    stem = net.stem.conv(images).asnumpy().astype(np.float64)
+    channels = stem.transpose(1, 0, 2, 3).reshape(stem.shape[1], -1)
+    np.testing.assert_allclose(net.stem.bn.moving_mean.asnumpy(), channels.mean(axis=1), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(net.stem.bn.moving_variance.asnumpy(), channels.var(axis=1, ddof=1), rtol=1e-2,
+                               atol=1e-4)
+    assert net.stem.bn.bn_train is original  # the training primitive (momentum 0.99) is restored
+    for param in net.trainable_params():
+        np.testing.assert_array_equal(param.asnumpy(), weights[param.name])
 
 
 @pytest.mark.slow
