@@ -1,7 +1,11 @@
 """NetAdapt benchmark: pruned networks against width multipliers, by measured latency.
 
-1. Train a MobileNetV3-Small-style seed (``--width``) on digits for ``--seed-epochs``.
-2. Build one look-up table for it (real measurements, ``latency.MindSporeBackend``).
+1. Train a MobileNetV3-Small-style seed (``--width``) on ``--data`` (default Fashion-MNIST, where
+   width matters; on digits every width saturates near 97%) for ``--seed-epochs``.
+2. Estimate latency with the fitted predictor of ``--lut DIR`` (``nas latency fit --lut DIR
+   --netadapt 30``, at the latency resolution and stamp of this machine), scaled by the pooled
+   anchor: the median measured/predicted ratio over the networks the run has measured. Without
+   ``--lut``, build one look-up table for the seed (real measurements, the NetAdapt grid).
 3. Run NetAdapt once down to the smallest budget; the networks for the larger budgets are the
    first iterations whose *measured* latency meets them (a run with that budget follows the same
    path, except that its last step would stop at the budget).
@@ -13,7 +17,8 @@
    (baseline latency interpolated at each NetAdapt network's accuracy, over NetAdapt's latency:
    the paper's anchor is up to 1.7x), and the wall time per iteration.
 
-    python -m bench.netadapt                 # the full run (about 30 minutes on 2 quiet cores)
+    nas latency fit --lut bench/results/predictor-fmnist --resolution 224  # once: the predictor
+    python -m bench.netadapt --lut bench/results/predictor-fmnist           # the full run (hours)
     python -m bench.netadapt --smoke         # a few minutes: tiny settings, checks that it all runs
 
 Figures go to stdout, ``bench/results/netadapt.json`` and ``bench/results/netadapt.png``.
@@ -31,6 +36,7 @@ from typing import Any
 
 from bench.common import RESULTS, write_report
 from latency.config import LatencyConfig, make_backend
+from latency.predictor import has_predictor, load_predictor
 from nas.campaign.plots import draw_trajectory
 from nas.models.builder import build_network
 from nas.models.checkpoint import save_weights
@@ -115,12 +121,15 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny settings (minutes) to check the pipeline")
     parser.add_argument("--reference", default="mobilenet_v3_small")
     parser.add_argument("--width", type=float, default=0.75, help="width of the seed network")
-    parser.add_argument("--data", default="digits")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--lut", default=None, metavar="DIR",
+                        help="a directory with a fitted latency predictor (nas latency fit); default: build a "
+                             "look-up table of the seed's NetAdapt grid")
     parser.add_argument("--resolution", type=int, default=32, help="training resolution")
     parser.add_argument("--latency-resolution", type=int, default=224,
                         help="resolution latency is measured at (compute matters there, not only op overheads)")
-    parser.add_argument("--seed-epochs", type=int, default=10)
-    parser.add_argument("--long-term-epochs", type=int, default=3)
+    parser.add_argument("--seed-epochs", type=int, default=4)
+    parser.add_argument("--long-term-epochs", type=int, default=2)
     parser.add_argument("--budgets", default="0.75,0.6,0.45",
                         help="fractions of the seed's measured latency (on a CPU at this size, per-op overheads put "
                              "a floor under what narrower widths can remove: 0.35 may be out of reach)")
@@ -174,16 +183,25 @@ def main() -> None:
     backend = make_backend(LatencyConfig(resolution=args.latency_resolution, cache=False))  # NetAdapt's own settings
     meter = BackendMeter(backend)
     started = time.perf_counter()
-    lut = build_netadapt_lut(work / "lut", seed_spec, backend, step=config.step_multiple,
-                             options=config.target_options(), grid_step=config.lut_grid_step,
-                             calibration=config.lut_calibration, seed=args.seed)
+    if args.lut is not None:
+        if not has_predictor(args.lut):
+            raise SystemExit(f"--lut: {args.lut!r} has no fitted predictor; fit one with "
+                             f"nas latency fit --lut {args.lut} --resolution {args.latency_resolution}")
+        predictor: Any = load_predictor(args.lut)
+        predictor.require(backend.stamp(resolution=args.latency_resolution))
+        print(f"latency predictor: {args.lut} ({predictor.model.kind}, band +-{predictor.band:.1%})", flush=True)
+    else:
+        lut = build_netadapt_lut(work / "lut", seed_spec, backend, step=config.step_multiple,
+                                 options=config.target_options(), grid_step=config.lut_grid_step,
+                                 calibration=config.lut_calibration, seed=args.seed)
+        predictor = LUTPredictor(lut)
+        print(f"look-up table: {len(lut)} entries", flush=True)
     lut_seconds = time.perf_counter() - started
-    print(f"look-up table: {len(lut)} entries ({lut_seconds:.0f} s)", flush=True)
 
     run_dir = work / "run"
     started = time.perf_counter()
     # The loop's own end-of-run fine-tune is skipped: every budget's network gets one below.
-    runner = NetAdapt(dataclasses.replace(config, long_term=None), run_dir, predictor=LUTPredictor(lut), meter=meter,
+    runner = NetAdapt(dataclasses.replace(config, long_term=None), run_dir, predictor=predictor, meter=meter,
                       log=lambda line: print(f"  {line}", flush=True))
     try:
         result = runner.run(seed_spec, seed_ckpt, args.data)
@@ -230,7 +248,7 @@ def main() -> None:
         spec = make(width, f"{args.reference}_{width:g}")
         _, top1, seconds = _train(spec, args.seed_epochs + args.long_term_epochs, args, work / f"baseline_{width:g}")
         baselines.append({"width": width, "factor": factor, "spec": spec, "top1": top1, "train_s": seconds,
-                          "predicted_ms": float(lut.predict(spec)) if factor == 1.0 else None})
+                          "predicted_ms": float(predictor.predict(spec)) if factor == 1.0 else None})
         print(f"baseline x{width:g}: top1 {top1:.4f} ({seconds:.0f} s)", flush=True)
 
     # Every network measured back to back in one worker: paired figures under the same load.

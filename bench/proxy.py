@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from scipy.stats import kendalltau
 
 from bench.common import RESULTS, write_report
@@ -192,10 +193,26 @@ def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: 
     return report
 
 
-def demo_seed_noise(seeds: int) -> dict:
-    """The seed std of the demo's own proxy (``experiments/demo.yaml``): two of its baselines and
-    one sample of its space, each trained with ``seeds`` training seeds on the same split."""
+def parse_train(text: str | None) -> dict[str, Any]:
+    """``epochs=4,lr=0.05`` -> ``{"epochs": 4, "lr": 0.05}`` (values parsed as YAML scalars)."""
+    changes: dict[str, Any] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--train: {item!r} is not key=value (e.g. epochs=4,lr=0.05)")
+        changes[key.strip()] = yaml.safe_load(value)
+    return changes
+
+
+def demo_seed_noise(seeds: int, train_changes: dict[str, Any]) -> dict:
+    """The seed std of the demo's own proxy (``experiments/demo.yaml``, its ``evaluator.train``
+    changed by ``train_changes``): two of its baselines and one sample of its space, each trained
+    with ``seeds`` training seeds on the same split."""
     config = load_config(Path(__file__).resolve().parent.parent / "experiments" / "demo.yaml")
+    train = config.evaluator.train.updated(train_changes, "--train")
+    print(f"demo proxy: {train}", flush=True)
     data = open_data(config.evaluator.data_config(config.seed))
     archs = []
     for width in (0.35, 0.75):
@@ -205,7 +222,7 @@ def demo_seed_noise(seeds: int) -> dict:
     archs.append(("sample", space.decode(space.sample(3))))
     rows = []
     for name, spec in archs:
-        accs = [train_proxy(spec, data, config.evaluator.train_config(seed), device=None, threads=1).top1
+        accs = [train_proxy(spec, data, train.replace(seed=seed), device=None, threads=1).top1
                 for seed in range(seeds)]
         rows.append({"name": name, "top1": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs)})
         print(f"{name}: top1 {', '.join(f'{a:.4f}' for a in accs)}; mean {rows[-1]['mean']:.4f}, "
@@ -214,7 +231,7 @@ def demo_seed_noise(seeds: int) -> dict:
     spread = statistics.pstdev([row["mean"] for row in rows])
     print(f"demo proxy: mean seed std {seed_std:.4f}, spread of the means (std) {spread:.4f}; seed std "
           f"{'below' if seed_std < spread / 3 else 'not below'} a third of the spread")
-    return {"demo": rows, "seed_std": seed_std, "spread_std": spread}
+    return {"train": asdict(train), "demo": rows, "seed_std": seed_std, "spread_std": spread}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads per training")
     parser.add_argument("--out", default=str(RESULTS / "proxy"), help="where finished trainings are kept")
     parser.add_argument("--demo", action="store_true", help="only the seed noise of the demo's proxy (digits)")
+    parser.add_argument("--train", help="with --demo: changes to the demo's proxy training, e.g. epochs=4,lr=0.05")
     args = parser.parse_args(argv)
     if args.demo:
-        write_report("proxy_demo", {"args": vars(args), **demo_seed_noise(args.seeds)})
+        write_report("proxy_demo", {"args": vars(args), **demo_seed_noise(args.seeds, parse_train(args.train))})
         return 0
     report = run(args)
     write_report("proxy", {"args": vars(args), **report})

@@ -18,7 +18,6 @@ from nas.spec.arch import ArchSpec
 from nas.training.config import TrainConfig
 from nas.training.engine import Trainer, configure_threads, evaluate, recalibrate_batch_norm
 
-
 RECALIBRATION_BATCHES = 50  # batches that recompute the batch-norm statistics before scoring
 
 

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
+from nas.models.builder import build_network
 from nas.runtime.devicelock import device_lock
 from nas.spec import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
-from nas.models.builder import build_network
 from nas.training.engine import TrainingDiverged, learning_rates, recalibrate_batch_norm
 from nas.training.proxy import train_proxy
 from search_spaces import references
