@@ -22,13 +22,12 @@ from controllers.base import (
     Trial,
     UnknownControllerError,
     UnknownTrialError,
-    load_state,
-    save_state,
 )
 from controllers.registry import controller_names, make_controller
+from controllers.statefile import StateFileError, StateMismatchError, load_state, save_state
 
 __all__ = [
     "make_controller", "controller_names", "Controller", "StudyController", "Trial", "Failed", "ControllerError",
     "ControllerOptionError", "UnknownControllerError", "UnknownTrialError", "TellValueError", "save_state",
-    "load_state",
+    "load_state", "StateFileError", "StateMismatchError",
 ]

@@ -11,10 +11,7 @@ restored from a state continues with exactly the proposals the original would ha
 """
 from __future__ import annotations
 
-import os
-import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 from nas.spec.checks import is_int, is_number
@@ -108,7 +105,8 @@ class Controller(Protocol):
         """The result of a proposal (a ``Trial`` or its number)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this controller is (picklable)."""
+        """Everything needed to continue exactly where this controller is: plain data, tuples and
+        NumPy arrays (what :mod:`controllers.statefile` saves; no arbitrary objects)."""
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` into a controller built with the same
@@ -184,35 +182,8 @@ def check_state(controller: str, state: Any, expected_format: str, config: Mappi
                                   f"this controller has {key}={value!r}")
 
 
-def save_state(controller: Controller, path: str | Path) -> Path:
-    """Write ``controller.state_dict()`` to ``path`` atomically (pickle)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        pickle.dump(controller.state_dict(), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
-
-
-def load_state(controller: Controller, path: str | Path, **options: Any) -> None:
-    """Restore ``controller`` from a file written by :func:`save_state` (``options`` go to its
-    ``load_state_dict``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ControllerError(f"controller state file not found: {path}")
-    with open(path, "rb") as handle:
-        try:
-            state = pickle.load(handle)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
-            raise ControllerError(f"controller state file {path} is unreadable: {error}") from None
-    controller.load_state_dict(state, **options)
-
-
 __all__ = [
     "Controller", "StudyController", "Trial", "Failed", "Value", "ControllerError", "UnknownControllerError",
     "UnknownTrialError",
-    "ControllerOptionError", "TellValueError", "save_state", "load_state",
+    "ControllerOptionError", "TellValueError",
 ]

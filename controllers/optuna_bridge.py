@@ -11,7 +11,7 @@ not told to it; nor are trials whose proposal the study overrode with fixed para
     ctrl = study_controller("rl", space, seed=0, storage="sqlite:///runs/x/study.db",
                             study_name="x", batch_size=10)
     trial = ctrl.ask(); ...; ctrl.tell(trial, reward, user_attrs={"latency_ms": 61.2})
-    save_state(ctrl, "runs/x/controller.pkl")       # and load_state(...) after a restart
+    save_state(ctrl, "runs/x/controller.json")      # and load_state(...) after a restart
 
 Whatever proposes the trials, the study (one storage, one dashboard, one results table) holds
 them all. The controller's own state (policy weights, population, random state) is not in the

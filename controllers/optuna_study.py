@@ -11,6 +11,7 @@ Any sampler can drive the study, including the RL and evolution controllers thro
 """
 from __future__ import annotations
 
+import datetime
 import inspect
 from typing import Any, Mapping, Sequence
 
@@ -98,6 +99,41 @@ def _random_slots(root: Any, depth_limit: int = 6) -> list[tuple[str, Any, str, 
     return sorted(slots, key=lambda slot: slot[0])
 
 
+def trial_data(trial: Any) -> dict[str, Any]:
+    """An Optuna ``FrozenTrial`` as plain data (what a controller state may hold)."""
+    optuna = _optuna()
+    return {"number": trial.number, "state": trial.state.name, "values": trial.values,
+            "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+            "datetime_complete": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
+            "params": dict(trial.params),
+            "distributions": {name: optuna.distributions.distribution_to_json(distribution)
+                              for name, distribution in trial.distributions.items()},
+            "user_attrs": dict(trial.user_attrs), "system_attrs": dict(trial.system_attrs),
+            "intermediate_values": dict(trial.intermediate_values), "trial_id": trial._trial_id}
+
+
+def frozen_trial(data: Mapping[str, Any]) -> Any:
+    """The ``FrozenTrial`` of :func:`trial_data`'s output."""
+    optuna = _optuna()
+
+    def moment(text: str | None) -> datetime.datetime | None:
+        return None if text is None else datetime.datetime.fromisoformat(text)
+
+    try:
+        values = None if data["values"] is None else [float(value) for value in data["values"]]
+        return optuna.trial.FrozenTrial(
+            number=int(data["number"]), state=optuna.trial.TrialState[data["state"]], value=None,
+            values=values, datetime_start=moment(data["datetime_start"]),
+            datetime_complete=moment(data["datetime_complete"]), params=dict(data["params"]),
+            distributions={name: optuna.distributions.json_to_distribution(text)
+                           for name, text in data["distributions"].items()},
+            user_attrs=dict(data["user_attrs"]), system_attrs=dict(data["system_attrs"]),
+            intermediate_values={int(step): float(value) for step, value in data["intermediate_values"].items()},
+            trial_id=int(data["trial_id"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ControllerError(f"a saved trial is malformed ({type(error).__name__}: {error})") from None
+
+
 def distributions(space: SearchSpace) -> dict[str, Any]:
     """One Optuna categorical distribution per decision, in decision order."""
     optuna = _optuna()
@@ -177,7 +213,7 @@ class OptunaController:
         trials = self.study.get_trials(deepcopy=in_memory)  # a persistent storage keeps its own trials
         return {"format": FORMAT, **self._config(), "sampler": saved_sampler,
                 "pending": sorted(self._pending), "trial_count": len(trials),
-                "trials": trials if in_memory else None}
+                "trials": [trial_data(trial) for trial in trials] if in_memory else None}
 
     def load_state_dict(self, state: Mapping[str, Any], *, allow_later_trials: bool = False) -> None:
         """Restore a saved state. ``allow_later_trials`` accepts a study that gained trials after
@@ -187,7 +223,7 @@ class OptunaController:
         if state["trials"] is not None:
             if self.study.get_trials(deepcopy=False):
                 raise ControllerError(f"controller {self.name!r}: restore an in-memory state into a fresh controller")
-            self.study.add_trials(state["trials"])
+            self.study.add_trials([frozen_trial(data) for data in state["trials"]])
         trials = self.study.get_trials(deepcopy=False)
         if len(trials) < state["trial_count"] or (len(trials) != state["trial_count"] and not allow_later_trials):
             raise ControllerError(f"controller {self.name!r}: the study holds {len(trials)} trials but the state "

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from controllers import Failed, StudyController, UnknownControllerError, controller_names, load_state, save_state
+from controllers import Failed, StudyController, UnknownControllerError, controller_names, save_state
 from controllers.optuna_bridge import study_controller
+from controllers.statefile import read_state
 from latency.config import make_backend
 from latency.errors import StampMismatchError
 from latency.predictor import has_predictor, open_predictor
@@ -190,6 +191,7 @@ class Campaign:
         url = config.storage_url(runs_dir)
         self.rundir = RunDir(config, runs_dir)
         self.rundir.check_identity()
+        self.rundir.check_no_legacy_state()
         if not url.startswith("sqlite"):
             check_storage(url)  # before anything is written
         self.num_classes = dataset_classes(config)
@@ -204,22 +206,26 @@ class Campaign:
             config.controller.name, self.space, config.seed, storage=url, study_name=config.name,
             **dict(config.controller.options))
         self.study = CampaignStudy(self.controller.study, self.driver_id)
+        self.run_key = self.rundir.run_key(self.driver_id)
+        # Read (and check against the study's digests) before this driver writes anything.
+        saved_state = (read_state(self.rundir.state_path, digests=self.study.state_digests(self.run_key))
+                       if self.rundir.state_path.is_file() else None)
         self.baselines = BaselineStudy(url, config.name) if self.baseline_jobs else None
         self.study.heartbeat()
         self.rundir.add_driver(self.driver_id)
         self.to_rerun: list[tuple[dict[str, Any], int]] = []  # (decisions, the failed trial's number)
         self.rewards: list[float] = []  # finished trials' rewards, best first (screen's top-k threshold)
-        if self.rundir.state_path.is_file():
-            self._recover()
+        if saved_state is not None:
+            self._recover(saved_state)
         else:
             self.study.fail_stale(self.lineage)
         self.rundir.save_config()
 
     # ----- recovery ---------------------------------------------------------------------------
 
-    def _recover(self) -> None:
+    def _recover(self, state: Any) -> None:
         """Restore the controller saved after the last tell, then settle the trials it missed."""
-        load_state(self.controller, self.rundir.state_path, allow_later_trials=True)
+        self.controller.load_state_dict(state, allow_later_trials=True)
         frozen = {trial.number: trial for trial in self.study.trials()}
         for number in sorted(self.controller.pending_numbers()):
             trial = frozen[number]
@@ -234,7 +240,8 @@ class Campaign:
         self._save_state()
 
     def _save_state(self) -> None:
-        save_state(self.controller, self.rundir.state_path)
+        save_state(self.controller, self.rundir.state_path,
+                   record=lambda digest: self.study.record_state_digest(self.run_key, digest))
 
     # ----- bookkeeping ------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
   same way (:meth:`RunDir.check_identity`); operational settings (timeouts, threads, caching,
   the budget, workers) may change.
 - ``study.db``: the default storage (SQLite).
-- ``controller.pkl``: the controller's state after every tell.
+- ``controller.json``: the controller's state after every tell (``controllers.statefile``: JSON,
+  never a pickle), whose SHA-256 the study records; a file the study does not know is refused.
+  An older version's ``controller.pkl`` is never read.
 - ``drivers.txt``: every driver that ran from this directory (their trials are never alive).
 - ``.driver.lock``: held by the running driver: one driver per run directory. Several drivers
   share a study from run directories of their own.
@@ -22,7 +24,8 @@ from nas.campaign.config import CampaignConfig, identity_of
 from nas.campaign.study import CampaignError
 
 CONFIG_FILE = "config.yaml"
-STATE_FILE = "controller.pkl"
+STATE_FILE = "controller.json"
+LEGACY_STATE_FILE = "controller.pkl"  # what earlier versions wrote: a pickle, so never loaded
 DRIVERS_FILE = "drivers.txt"
 LOCK_FILE = ".driver.lock"
 
@@ -54,6 +57,10 @@ class RunDir:
     def state_path(self) -> Path:
         return self.path / STATE_FILE
 
+    @property
+    def legacy_state_path(self) -> Path:
+        return self.path / LEGACY_STATE_FILE
+
     def check_identity(self) -> None:
         """Refuse a config that searches differently from the one stored here; writes nothing."""
         if not self.config_path.is_file():
@@ -80,6 +87,22 @@ class RunDir:
         """The drivers that ran from this directory before."""
         path = self.path / DRIVERS_FILE
         return set(path.read_text().split()) if path.is_file() else set()
+
+    def run_key(self, driver_id: str) -> str:
+        """What names this run directory in a shared study: its first driver (``driver_id`` if
+        none ran here before). Copying or moving the directory keeps it."""
+        path = self.path / DRIVERS_FILE
+        first = path.read_text().split()[:1] if path.is_file() else []
+        return first[0] if first else driver_id
+
+    def check_no_legacy_state(self) -> None:
+        """Refuse a run directory whose controller state is an earlier version's pickle, without
+        reading it (unpickling a file can run any code); writes nothing."""
+        if self.legacy_state_path.is_file() and not self.state_path.is_file():
+            raise CampaignError(
+                f"{str(self.legacy_state_path)!r} is a controller state pickled by an earlier version; it is never "
+                "loaded, since unpickling a file can run code. Delete it to resume: the controller then restarts, "
+                "and every finished trial in the study is kept")
 
     def add_driver(self, driver_id: str) -> None:
         with (self.path / DRIVERS_FILE).open("a") as drivers:

@@ -98,6 +98,19 @@ class CampaignStudy:
                 found[arch] = (trial.number, dict(trial.user_attrs))
         return found
 
+    # ----- controller states ------------------------------------------------------------------
+
+    def state_digests(self, run_key: str) -> list[str]:
+        """SHA-256 digests of the controller state files this study knows for run ``run_key``
+        (the last saved, and the one before it: a driver may die between recording and writing)."""
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        found = attrs.get(f"controller_state:{run_key}", [])
+        return [str(digest) for digest in found] if isinstance(found, list) else []
+
+    def record_state_digest(self, run_key: str, digest: str) -> None:
+        kept = [*self.state_digests(run_key)[-1:], digest]
+        self.study._storage.set_study_system_attr(self.study._study_id, f"controller_state:{run_key}", kept)
+
     # ----- drivers -----------------------------------------------------------------------------
 
     def heartbeat(self) -> None:

@@ -86,6 +86,25 @@ def test_bad_input_exits_2_and_touches_no_run_data(isolated) -> None:
     assert _fingerprint(isolated / "runs") == before
 
 
+def test_a_planted_pickle_is_refused_without_being_loaded(isolated) -> None:
+    """An earlier version's controller.pkl (or one planted in a shared run directory) is never
+    unpickled: the campaign names it and stops, and nothing runs or changes."""
+    run_dir = isolated / "runs" / "planted"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config_from_dict(tiny_config("planted")).to_yaml())
+    marker = isolated / "payload_ran"
+    (run_dir / "controller.pkl").write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    config = isolated / "planted.yaml"
+    config.write_text(yaml.safe_dump(tiny_config("planted")))
+    before = _fingerprint(isolated / "runs")
+    result = run_nas("search", "-c", str(config), "--runs-dir", str(isolated / "runs"), cwd=isolated)
+    assert result.returncode == 2, result.stderr[-1500:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "controller.pkl" in lines[0] and "never loaded" in lines[0], lines
+    assert not marker.exists()
+    assert _fingerprint(isolated / "runs") == before
+
+
 def test_resume_accepts_operational_changes_and_names_a_search_change(tmp_path) -> None:
     run_dir = tmp_path / "runs" / "resumed"
     run_dir.mkdir(parents=True)
@@ -240,6 +259,16 @@ def test_kill_and_resume_keeps_the_sequence(isolated) -> None:
     again = run_nas("search", "-c", str(killed), "--runs-dir", str(runs))
     assert again.returncode == 0 and "already has 3 finished trials" in again.stderr
 
+    # Another run's controller state (here the uninterrupted run's) is refused: the study records
+    # the digests of the states its own driver saved. Nothing is changed by the refusal.
+    own = (runs / "killed" / "controller.json").read_bytes()
+    (runs / "killed" / "controller.json").write_bytes((runs / "straight" / "controller.json").read_bytes())
+    before = _fingerprint(runs / "killed")
+    foreign = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--trials", "4")
+    assert foreign.returncode == 2 and "not the one this campaign's study recorded" in foreign.stderr
+    assert _fingerprint(runs / "killed") == before
+    (runs / "killed" / "controller.json").write_bytes(own)
+
     # --rerun-failed retries the interrupted trial's architecture; it was evaluated meanwhile (it was
     # proposed again), so the stored result is reused instead of evaluating it a second time.
     rerun = run_nas("search", "-c", str(killed), "--runs-dir", str(runs), "--rerun-failed")
@@ -325,7 +354,7 @@ def test_ctrl_c_stops_cleanly_and_records_the_interruption(isolated) -> None:
     trials = stored_trials(runs / "stopped", "stopped")
     assert [t.state.name for t in trials] == ["FAIL"]
     assert "interrupted" in trials[0].user_attrs["error"]
-    assert (runs / "stopped" / "controller.pkl").is_file() and (runs / "stopped" / "trials.csv").is_file()
+    assert (runs / "stopped" / "controller.json").is_file() and (runs / "stopped" / "trials.csv").is_file()
     time.sleep(1)
     assert not _ray_task_pids()  # the running evaluation was stopped with the campaign
 

@@ -109,9 +109,9 @@ def test_a_restored_controller_continues_with_the_same_asks(space, name: str, tm
     original = make(name, space, seed=5)
     run(original, name, 9)
     pending = original.ask()  # asked, not yet told, when the state is saved
-    save_state(original, tmp_path / "state.pkl")
+    save_state(original, tmp_path / "state.json")
     restored = make(name, space, seed=5)
-    load_state(restored, tmp_path / "state.pkl")
+    load_state(restored, tmp_path / "state.json")
     for controller in (original, restored):
         controller.tell(pending.number, toy_value(name, pending.decisions))
     assert run(restored, name, 11) == run(original, name, 11)
@@ -124,7 +124,7 @@ def test_state_from_another_configuration_is_refused(space, tmp_path) -> None:
     with pytest.raises(ControllerError, match="not a"):
         make("rl", space, seed=1).load_state_dict(state)
     with pytest.raises(ControllerError, match="not found"):
-        load_state(make("evolution", space), tmp_path / "missing.pkl")
+        load_state(make("evolution", space), tmp_path / "missing.json")
 
 
 # ----- failures ------------------------------------------------------------------------------------------
@@ -212,11 +212,11 @@ def test_rl_and_evolution_run_inside_an_optuna_study(space, name: str, tmp_path)
     assert asked == run(make(name, space, seed=0), name, 7)
 
     # resume: the state saved with a copy of the database continues exactly like the original
-    save_state(controller, tmp_path / "state.pkl")
+    save_state(controller, tmp_path / "state.json")
     shutil.copy(tmp_path / "study.db", tmp_path / "copy.db")
     restored = study_controller(name, space, 0, storage=f"sqlite:///{tmp_path / 'copy.db'}", study_name="x",
                                 **options)
-    load_state(restored, tmp_path / "state.pkl")
+    load_state(restored, tmp_path / "state.json")
     assert run(restored, name, 6) == run(controller, name, 6)
 
 
