@@ -58,6 +58,7 @@ from nas.models.builder import build_network
 from nas.models.checkpoint import CheckpointError, load_weights, save_weights
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
+from nas.spec.yamlio import read_yaml_file
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import Data, open_data
 from nas.training.engine import Trainer, evaluate
@@ -306,7 +307,7 @@ class NetAdapt:
             return None
         if not state_path.exists():
             raise ResumeError(f"--resume: {str(self.out)!r} holds no NetAdapt run ({STATE} not found)")
-        saved = yaml.safe_load((self.out / "config.yaml").read_text())
+        saved = read_yaml_file(self.out / "config.yaml", "config file")
         previous = NetAdaptConfig.from_dict(saved["netadapt"])
         changed = previous.differences(self.config)
         if changed:

@@ -18,10 +18,9 @@ import fcntl
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from nas.campaign.config import CampaignConfig, identity_of
 from nas.campaign.study import CampaignError
+from nas.spec.yamlio import read_yaml_file
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "controller.json"
@@ -65,7 +64,7 @@ class RunDir:
         """Refuse a config that searches differently from the one stored here; writes nothing."""
         if not self.config_path.is_file():
             return
-        stored = yaml.safe_load(self.config_path.read_text()) or {}
+        stored = read_yaml_file(self.config_path, "config file") or {}
         for path, old, new in _differences(identity_of(stored), self.config.search_identity()):
             raise CampaignError(f"campaign {self.config.name!r} in {str(self.path)!r} was started with "
                                 f"{path}={old!r}, this config has {path}={new!r}; resume with the same settings "

@@ -16,6 +16,7 @@ import yaml
 
 from nas.spec.arch import ArchSpec
 from nas.spec.profile import profile
+from nas.spec.yamlio import read_yaml_file
 from search_spaces import get_space, space_names
 
 
@@ -41,7 +42,7 @@ def _read_yaml_mapping(path: str, what: str) -> dict[str, Any]:
     if not file.is_file():
         raise FileNotFoundError(f"{what} file not found: {file}")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = read_yaml_file(file, "decisions file")
     except yaml.YAMLError:
         raise ValueError(f"{file}: malformed YAML") from None
     if not isinstance(data, dict):

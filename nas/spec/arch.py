@@ -24,6 +24,19 @@ from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.errors import SpecError
 from nas.spec.parts import FAMILIES, PADDINGS, BlockSpec, HeadSpec, SESpec, StemSpec
 from nas.spec.scaling import scale_parts
+from nas.spec.yamlio import YamlInputError, load_yaml_text, read_yaml_file
+
+
+def _read_yaml(what: str, source: str | Path) -> Any:
+    """A spec's YAML data from a file (``Path``) or text, as a :class:`SpecError` on bad input."""
+    try:
+        if isinstance(source, Path):
+            return read_yaml_file(source, what)
+        return load_yaml_text(source, "<yaml>")
+    except YamlInputError as error:
+        where = str(source) if isinstance(source, Path) else "<yaml>"
+        reason = str(error)[len(where) + 2:] if str(error).startswith(f"{where}: ") else str(error)
+        raise SpecError("yaml", where, reason) from None
 
 
 @dataclass(frozen=True)
@@ -148,15 +161,10 @@ class ArchSpec:
             path = Path(text_or_path)
             if not path.is_file():
                 raise SpecError("file", str(path), "spec file not found")
-            text, source = path.read_text(), str(path)
+            source = str(path)
+            data = _read_yaml("spec file", path)
         else:
-            text = str(text_or_path)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise SpecError("yaml", source, f"malformed YAML{where}") from None
+            data = _read_yaml("spec", str(text_or_path))
         if not isinstance(data, Mapping):
             raise SpecError("yaml", source, "the document must be a mapping of spec fields")
         return spec_from_dict(data)

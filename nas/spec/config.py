@@ -1,4 +1,4 @@
-"""Strict YAML configs: read with ``yaml.safe_load``, unknown keys rejected by name.
+"""Strict YAML configs: read as data only (:mod:`nas.spec.yamlio`), unknown keys rejected by name.
 
 Shared by training recipes, campaign configs and NetAdapt configs, so that every config
 error reads the same way: ``<file>: <section.key>: <reason> (got <value>)``.
@@ -9,24 +9,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-import yaml
-
 from nas.spec.errors import ConfigError
+from nas.spec.yamlio import read_yaml_file
 
 T = TypeVar("T")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a missing file or bad syntax is a named error."""
+    """A YAML mapping from ``path``; a missing, oversized, binary or malformed file is a named
+    error (:mod:`nas.spec.yamlio`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: malformed YAML{where}") from None
+    data = read_yaml_file(path, "config file")
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -32,6 +32,7 @@ from nas.models.builder import build_network
 from nas.models.checkpoint import SPEC_KEY, CheckpointError, read_checkpoint, save_weights
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
+from nas.spec.yamlio import read_yaml_file
 from nas.training.config import DataConfig
 from nas.training.data import open_data
 from nas.training.engine import Trainer, evaluate
@@ -119,7 +120,7 @@ def _check_same_recipe(path: Path, resolved: dict[str, Any]) -> None:
     """A resumed run continues the same schedule: the recipe must match the stored one."""
     if not path.is_file():
         raise NasError(f"--resume: {str(path)!r} is missing, so the run's recipe is unknown")
-    stored = yaml.safe_load(path.read_text()) or {}
+    stored = read_yaml_file(path, "recipe file") or {}
     for section in ("train", "data"):
         for key, value in resolved[section].items():
             if stored.get(section, {}).get(key) != value:

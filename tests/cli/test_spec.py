@@ -1,6 +1,8 @@
 """The ``nas spec`` and ``nas import`` commands, run as a user would."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from nas.spec import ArchSpec
@@ -50,6 +52,31 @@ def test_malformed_spec_files_exit_2(tmp_path) -> None:
         (tmp_path / name).write_text(text)
         result = run_nas_here("spec", "show", str(tmp_path / name))
         assert result.returncode == 2 and expected[name] in result.stderr
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(10))
+
+
+def test_hostile_yaml_inputs_fail_fast_with_the_file_named(tmp_path) -> None:
+    """A binary file, a 100 MB file and an alias bomb, given as a spec and as a campaign config:
+    one line naming the file, exit 2, bounded time, and the files unchanged."""
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    with (tmp_path / "huge.yaml").open("wb") as handle:  # sparse: 100 MB without writing them
+        handle.truncate(100 * 1024 * 1024)
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    expected = {"binary.yaml": "not UTF-8", "huge.yaml": "104,857,600 bytes", "bomb.yaml": "YAML aliases"}
+    before = {name: (tmp_path / name).stat().st_mtime_ns for name in expected}
+    for name, message in expected.items():
+        for command in (("spec", "show"), ("search", "-c")):
+            started = time.perf_counter()
+            result = run_nas_here(*command, str(tmp_path / name), cwd=tmp_path)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2, (name, command, result.stderr[-800:])
+            assert len(lines) == 1 and message in lines[0] and name in lines[0], (name, command, lines)
+            assert time.perf_counter() - started < 10
+    assert {name: (tmp_path / name).stat().st_mtime_ns for name in expected} == before
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
