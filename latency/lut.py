@@ -154,6 +154,8 @@ class LatencyLUT:
         meta_path = self.directory / META
         if meta_path.exists():
             self._meta = self._read_meta()
+            if stamp is None and not (self.directory / ENTRIES).is_file():  # opened to read: never created here
+                raise LUTCorruptError(f"look-up table {self.directory} has {META} but no {ENTRIES}; left untouched")
             if stamp is not None and stamp != self.stamp:
                 raise StampMismatchError(f"look-up table {self.directory} was measured under stamp "
                                          f"[{self.stamp.key}], not [{stamp.key}]; use another directory")

@@ -18,6 +18,7 @@ from latency.stamp import RUNTIMES
 from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.config import build_dataclass, read_yaml
 from nas.spec.errors import ConfigError, FieldError
+from nas.spec.yamlio import read_yaml_file
 from nas.training.config import TrainConfig
 from netadapt.algorithm import SELECTIONS, Schedule
 from netadapt.proposals import TargetOptions
@@ -132,6 +133,8 @@ class NetAdaptConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "netadapt") -> "NetAdaptConfig":
         """Build strictly from plain data; ``short_term``/``long_term`` mappings update the defaults."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: must be a mapping of settings (got {data!r})")
         fields = dict(data)
         if isinstance(fields.get("targets"), list):
             fields["targets"] = tuple(fields["targets"])
@@ -154,3 +157,14 @@ def load_config(path: str | Path, **overrides: Any) -> NetAdaptConfig:
         return NetAdaptConfig.from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def read_saved_config(path: str | Path) -> dict[str, Any]:
+    """A run's saved ``config.yaml``: a mapping with a ``netadapt`` and an ``inputs`` mapping, or a
+    :class:`ConfigError` naming the file."""
+    data = read_yaml_file(path, "config file")
+    for section in ("netadapt", "inputs"):
+        if not isinstance(data, Mapping) or not isinstance(data.get(section), Mapping):
+            raise ConfigError(f"{path}: not a NetAdapt run's saved config (no {section!r} mapping); "
+                              "was it edited or replaced?")
+    return dict(data)

@@ -58,13 +58,12 @@ from nas.models.builder import build_network
 from nas.models.checkpoint import CheckpointError, load_weights, save_weights
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
-from nas.spec.yamlio import read_yaml_file
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import Data, open_data
 from nas.training.engine import Trainer, evaluate
 from netadapt.algorithm import Candidate, select
 from netadapt.channels import widths_text
-from netadapt.config import RESUMABLE, NetAdaptConfig
+from netadapt.config import RESUMABLE, NetAdaptConfig, read_saved_config
 from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
 from netadapt.estimates import (
     BackendMeter,
@@ -307,7 +306,7 @@ class NetAdapt:
             return None
         if not state_path.exists():
             raise ResumeError(f"--resume: {str(self.out)!r} holds no NetAdapt run ({STATE} not found)")
-        saved = read_yaml_file(self.out / "config.yaml", "config file")
+        saved = read_saved_config(self.out / "config.yaml")
         previous = NetAdaptConfig.from_dict(saved["netadapt"])
         changed = previous.differences(self.config)
         if changed:

@@ -15,7 +15,7 @@ import gc
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from nas import __version__
 from nas.spec.errors import USER_ERRORS, one_line
@@ -48,9 +48,17 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported like every other bad input: one line, exit code 2
+    (the usage itself is what ``--help`` prints). Sub-commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser: every command is listed; the one named in ``argv`` gets its arguments."""
-    parser = argparse.ArgumentParser(prog="nas", description="Platform-aware neural architecture search on MindSpore.")
+    parser = _Parser(prog="nas", description="Platform-aware neural architecture search on MindSpore.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True

@@ -9,8 +9,7 @@ from nas.models.checkpoint import spec_for_checkpoint
 from nas.spec.arch import ArchSpec
 from nas.spec.config import read_yaml
 from nas.spec.errors import ConfigError
-from nas.spec.yamlio import read_yaml_file
-from netadapt.config import NetAdaptConfig
+from netadapt.config import NetAdaptConfig, read_saved_config
 from netadapt.run import run_netadapt
 
 # CLI flag -> NetAdaptConfig field (None values are not overrides)
@@ -44,7 +43,7 @@ def _config(args: argparse.Namespace) -> NetAdaptConfig:
     base: dict[str, Any] = {}
     saved = Path(args.output) / "config.yaml"
     if args.resume and saved.is_file():
-        base = dict(read_yaml_file(saved, "config file")["netadapt"])
+        base = dict(read_saved_config(saved)["netadapt"])
     elif args.config:
         base = read_yaml(args.config)
     overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}

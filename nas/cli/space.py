@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from nas.spec.arch import ArchSpec
+from nas.spec.checks import check_int
 from nas.spec.profile import profile
 from nas.spec.yamlio import read_yaml_file
 from search_spaces import get_space, space_names
@@ -85,6 +86,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     space = _space(args)
+    check_int("--seed", args.seed, 0)
     point = space.center() if args.centre else space.sample(np.random.default_rng(args.seed))
     spec = space.decode(point)
     print(yaml.safe_dump(point, sort_keys=False), end="")

@@ -4,12 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.spec.checks import check_int
+from nas.spec.errors import SpecError
 from nas.spec.profile import format_table, profile
 from search_spaces import references
 
 
 def _show(args: argparse.Namespace) -> int:
     spec = references.resolve(args.spec, args.width)
+    if args.resolution is not None:
+        check_int("resolution", args.resolution, 8, 4096, error=SpecError)
     result = profile(spec, args.resolution)
     print(f"{spec.name}  family {spec.family}  arch_id {spec.arch_id}")
     print(format_table(result))
@@ -20,9 +24,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     spec = references.resolve(args.spec, args.width)
-    if args.resolution:
+    if args.resolution is not None:  # replace() checks the value; 0 is an error, not "unchanged"
         spec = spec.replace(resolution=args.resolution)
-    if args.num_classes:
+    if args.num_classes is not None:
         spec = spec.replace(num_classes=args.num_classes)
     text = spec.to_yaml()
     if args.output in (None, "-"):

@@ -12,6 +12,7 @@ from nas.models.checkpoint import load_weights, spec_for_checkpoint
 from nas.models.mindcv import load_mindcv
 from nas.models.onnx import export_onnx
 from nas.spec.arch import ArchSpec
+from nas.spec.checks import check_int
 from nas.spec.errors import NasError
 from nas.training.config import DataConfig
 from nas.training.data import open_data
@@ -33,8 +34,7 @@ def load_trained(spec: ArchSpec | None, ckpt: str | Path, *, mindcv_model: str |
 def validate(spec: ArchSpec | None, ckpt: str | Path, data_source: str, *, resolution: int | None = None,
              batch_size: int = 64, mindcv_model: str | None = None) -> Evaluation:
     """Top-1 / top-5 of trained weights on the data's validation split."""
-
-
+    check_int("batch_size", batch_size, 1)
     ms.set_context(mode=ms.GRAPH_MODE)
     spec, net = load_trained(spec, ckpt, mindcv_model=mindcv_model)
     data = open_data(DataConfig(source=data_source, resolution=resolution or spec.resolution))
@@ -51,6 +51,9 @@ def export_model(spec: ArchSpec | None, ckpt: str | Path, output: str | Path, *,
     file_format = file_format.upper()
     if file_format not in EXPORT_FORMATS:
         raise NasError(f"--format: must be one of {list(EXPORT_FORMATS)} (got {file_format!r})")
+    check_int("batch_size", batch_size, 1)
+    if resolution is not None:
+        check_int("resolution", resolution, 8, 4096)
     ms.set_context(mode=ms.GRAPH_MODE)
     spec, net = load_trained(spec, ckpt)
     net.set_train(False)
