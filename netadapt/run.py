@@ -513,8 +513,9 @@ class NetAdapt:
                         {"arch_id": by_key[outcome.key].spec.arch_id, "parent": spec.arch_id,
                          "outcome": outcome.to_dict()})
             status = f"top1 {outcome.top1:.4f}" if outcome.ok else f"failed: {outcome.error}"
+            memory = f", peak {outcome.peak_rss_mb:.0f} MiB" if outcome.peak_rss_mb is not None else ""
             self.log(f"  {outcome.key}: {by_key[outcome.key].width_before} -> {by_key[outcome.key].width}, "
-                     f"est {by_key[outcome.key].estimated_ms:.3f} ms, {status} ({outcome.seconds:.1f} s)")
+                     f"est {by_key[outcome.key].estimated_ms:.3f} ms, {status} ({outcome.seconds:.1f} s{memory})")
         ordered = [(p, outcomes[p.key]) for p in proposals]
         usable = [(p, o) for p, o in ordered if o.ok]
         if not usable:

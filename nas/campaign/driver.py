@@ -48,6 +48,11 @@ from nas.training.config import DatasetError
 from nas.training.data import open_cached
 from search_spaces import SearchSpace, get_space
 
+# A campaign worker is replaced after this many evaluations: MindSpore keeps every compiled graph
+# of a process, so a worker that trained hundreds of networks would hold all their graphs. A new
+# worker costs a few seconds (a process start and the MindSpore import), under 10% of a trial.
+RECYCLE_AFTER = 8
+
 
 @dataclass
 class Progress:
@@ -289,7 +294,7 @@ class Campaign:
                 pool = JobPool(evaluate_candidate, workers=config.workers, num_cpus=config.evaluator.threads,
                                address=config.address, max_retries=config.retries,
                                timeout_s=config.evaluator.timeout_s, what="evaluation",
-                               timeout_hint="evaluator.timeout_s")
+                               timeout_hint="evaluator.timeout_s", recycle_after=RECYCLE_AFTER)
                 stop.install()  # after ray.init, which sets its own handlers
             return pool
 
@@ -412,7 +417,7 @@ class Campaign:
                 submit(twins[0])
             return
         evaluation: Evaluation = outcome.value
-        attrs = self._finish(job, evaluation, progress)
+        attrs = self._finish(job, evaluation, progress, peak_rss_mb=outcome.peak_rss_mb)
         evaluated[str(job.arch_id)] = (job.trial, attrs)
         for twin in twins:
             self._finish(twin, evaluation, progress, reused=job.trial)
@@ -442,10 +447,12 @@ class Campaign:
         return CandidateJob(trial.number, spec.arch_id, spec.to_yaml())
 
     def _finish(self, job: CandidateJob, evaluation: Evaluation, progress: Progress,
-                reused: int | None = None) -> dict[str, Any]:
+                reused: int | None = None, peak_rss_mb: float | None = None) -> dict[str, Any]:
         """Score an evaluation and tell it; returns the attributes stored on the trial."""
         reward = self.config.reward.score(evaluation.accuracy, evaluation.latency_ms)
         attrs = {**evaluation.attrs(), "reward": reward}
+        if peak_rss_mb is not None:
+            attrs["peak_rss_mb"] = round(peak_rss_mb, 1)
         if reused is not None:
             attrs["reused_from"] = reused
             progress.reused += 1

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ("trial", "state", "arch_id", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "reward",
-           "params", "madds", "train_s", "measure_s", "total_s", "reused_from", "error", "latency_source", "lut_ms",
-           "screen")
+           "params", "madds", "train_s", "measure_s", "total_s", "peak_rss_mb", "reused_from", "error",
+           "latency_source", "lut_ms", "screen")
 
 
 def pareto_mask(accuracy: Sequence[float], latency: Sequence[float]) -> np.ndarray:
@@ -41,7 +41,8 @@ def trials_frame(trials: Iterable[Any]) -> Any:
             "latency_p10_ms": attrs.get("latency_p10_ms"), "latency_p90_ms": attrs.get("latency_p90_ms"),
             "reward": attrs.get("reward"), "params": attrs.get("params"), "madds": attrs.get("madds"),
             "train_s": attrs.get("train_seconds"), "measure_s": attrs.get("measure_seconds"),
-            "total_s": attrs.get("total_seconds"), "reused_from": attrs.get("reused_from"),
+            "total_s": attrs.get("total_seconds"), "peak_rss_mb": attrs.get("peak_rss_mb"),
+            "reused_from": attrs.get("reused_from"),
             "error": attrs.get("error"), "latency_source": attrs.get("latency_source"), "lut_ms": attrs.get("lut_ms"),
             "screen": attrs.get("screen"),
         })

@@ -5,11 +5,19 @@ fine-tunes proposals with it.
 A job that raises, whose worker dies (past ``max_retries``), or that runs past ``timeout_s``
 comes back as an exception in its outcome, never as a crash of the caller. The pool starts a
 local Ray (or joins ``address``) on first use and shuts down only what it started.
+
+**Memory.** MindSpore keeps every compiled graph of a process alive, so a long-lived worker that
+trains one new network per job grows without bound. A worker is therefore replaced after
+``recycle_after`` jobs (Ray's ``max_calls``): its memory returns to the system, at the cost of one
+process start and MindSpore import per ``recycle_after`` jobs. Every outcome carries the job's
+peak resident memory (``peak_rss_mb``: Linux's ``VmHWM``, reset before the job through
+``/proc/self/clear_refs``; where that cannot be reset, the worker's peak so far).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from nas.runtime.cluster import connect_ray, import_ray
@@ -29,10 +37,38 @@ class Outcome(Generic[K]):
     key: K
     value: Any = None
     error: BaseException | None = None
+    peak_rss_mb: float | None = None  # the job's peak resident memory in its worker
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux ``VmHWM``); False where it cannot be."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory since the last reset (or its start), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def measured_call(function: Callable[..., Any], *args: Any) -> tuple[Any, float | None]:
+    """``function(*args)`` and its peak resident memory in MiB (what a pool's worker runs)."""
+    reset_peak_rss()
+    value = function(*args)
+    return value, peak_rss_mb()
 
 
 class JobPool(Generic[K]):
@@ -41,19 +77,24 @@ class JobPool(Generic[K]):
     ``timeout_s`` bounds every job's wall time; the error says "<what> timed out after ... s
     (<timeout_hint>)", ``timeout_hint`` naming the setting that sets the limit. ``cluster_cpus`` is
     the size of a local cluster (default
-    ``workers * num_cpus``); ``address`` joins an existing one instead.
+    ``workers * num_cpus``); ``address`` joins an existing one instead. A worker process is replaced
+    after ``recycle_after`` jobs (None: never).
     """
 
     def __init__(self, function: Callable[..., Any], *, workers: int, num_cpus: int = 1, address: str | None = None,
                  max_retries: int = 0, timeout_s: float | None = None, what: str = "job", timeout_hint: str = "",
-                 cluster_cpus: int | None = None) -> None:
+                 cluster_cpus: int | None = None, recycle_after: int | None = None) -> None:
         self.ray = import_ray()
         self.workers = max(1, workers)
         self.timeout_s = timeout_s
         self.what = what
         self.timeout_hint = timeout_hint
         self.started_ray = connect_ray(address, cluster_cpus or self.workers * num_cpus)
-        self._task = self.ray.remote(num_cpus=num_cpus, max_retries=max_retries, retry_exceptions=False)(function)
+        if recycle_after is not None and recycle_after < 1:
+            raise ValueError(f"recycle_after: must be at least 1 job (got {recycle_after!r})")
+        self.function = function
+        self._task = self.ray.remote(num_cpus=num_cpus, max_retries=max_retries, retry_exceptions=False,
+                                     max_calls=recycle_after or 0)(measured_call)
         self._running: dict[Any, tuple[K, float]] = {}  # Ray future -> (key, submitted at)
 
     # ----- submit and collect -----------------------------------------------------------------
@@ -68,7 +109,7 @@ class JobPool(Generic[K]):
 
     def submit(self, key: K, *args: Any) -> None:
         """Start ``function(*args)`` as the job ``key``."""
-        self._running[self._task.remote(*args)] = (key, time.monotonic())
+        self._running[self._task.remote(self.function, *args)] = (key, time.monotonic())
 
     def keys(self) -> list[K]:
         """The keys of the jobs in flight."""
@@ -84,7 +125,8 @@ class JobPool(Generic[K]):
         for future in ready:
             key, _ = self._running.pop(future)
             try:
-                outcomes.append(Outcome(key, value=self.ray.get(future)))
+                value, peak = self.ray.get(future)
+                outcomes.append(Outcome(key, value=value, peak_rss_mb=peak))
             except Exception as error:  # the job raised, or its worker died past the retries
                 outcomes.append(Outcome(key, error=error))
         if self.timeout_s is not None:

@@ -12,6 +12,7 @@ one step.
 """
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -51,6 +52,17 @@ def learning_rates(config: TrainConfig, steps_per_epoch: int, global_batch: int,
         else:
             rates[step] = peak
     return rates
+
+
+def release_compiled() -> None:
+    """Free every graph compiled in this process and the device memory MindSpore cached for them.
+
+    MindSpore keeps each compiled graph (and its runtime memory) for the life of the process, so
+    a worker that trains one new network per job grows by every network it trained: about 110 MiB
+    per proxy job at 16 px here. Call this when a job's networks are done with; anything run
+    later compiles again."""
+    gc.collect()
+    ms.ms_memory_recycle()
 
 
 def configure_threads(threads: int | None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from nas.models.builder import build_network
 from nas.spec.arch import ArchSpec
 from nas.training.config import TrainConfig
-from nas.training.engine import Trainer, configure_threads, evaluate, recalibrate_batch_norm
+from nas.training.engine import Trainer, configure_threads, evaluate, recalibrate_batch_norm, release_compiled
 
 RECALIBRATION_BATCHES = 50  # batches that recompute the batch-norm statistics before scoring
 
@@ -48,6 +48,14 @@ def train_proxy(spec: ArchSpec, data: Any, config: TrainConfig, *, device: str =
     """
     configure_threads(threads)
     ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        return _train_and_score(spec, data, config, device, lock_timeout)
+    finally:
+        release_compiled()  # a worker trains one network per job: keep none of their graphs
+
+
+def _train_and_score(spec: ArchSpec, data: Any, config: TrainConfig, device: str | None,
+                     lock_timeout: float | None) -> ProxyResult:
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
     net = build_network(spec, num_classes=data.num_classes, seed=config.seed)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import pytest
@@ -50,3 +51,28 @@ def test_values_failures_and_time_limits_come_back_as_outcomes() -> None:
     finally:
         slow.close()
     assert not slow.started_ray
+
+
+def hold_memory(megabytes: int) -> int:
+    """Touch ``megabytes`` MiB, release them, and return this worker's process id."""
+    block = bytearray(megabytes * 1024 * 1024)
+    block[::4096] = b"\x01" * len(block[::4096])
+    del block
+    return os.getpid()
+
+
+def test_each_outcome_carries_its_jobs_peak_memory_and_workers_are_recycled() -> None:
+    pool: JobPool[int] = JobPool(hold_memory, workers=1, timeout_s=120.0, recycle_after=2)
+    try:
+        sizes = [300, 10, 10, 10, 300, 10]
+        outcomes = [next(iter(pool.map_unordered([(index, (size,))]))) for index, size in enumerate(sizes)]
+    finally:
+        pool.close()
+    assert all(outcome.ok for outcome in outcomes)
+    peaks = [outcome.peak_rss_mb for outcome in outcomes]
+    assert all(peak is not None for peak in peaks)
+    # The peak is the job's own (reset before each job): 300 MiB jobs stand out, the next one does not.
+    assert peaks[0] - peaks[1] > 250 and peaks[4] - peaks[5] > 250 and abs(peaks[2] - peaks[3]) < 100
+    pids = [outcome.value for outcome in outcomes]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[4] == pids[5]  # two jobs per worker
+    assert len(set(pids)) == 3
