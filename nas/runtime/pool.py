@@ -93,8 +93,11 @@ class JobPool(Generic[K]):
         if recycle_after is not None and recycle_after < 1:
             raise ValueError(f"recycle_after: must be at least 1 job (got {recycle_after!r})")
         self.function = function
+        # Named after ``function``: a worker's process title reads ``ray::<function>`` (e.g. ps shows
+        # ray::evaluate_candidate), not the wrapper's name.
         self._task = self.ray.remote(num_cpus=num_cpus, max_retries=max_retries, retry_exceptions=False,
-                                     max_calls=recycle_after or 0)(measured_call)
+                                     max_calls=recycle_after or 0)(measured_call).options(
+                                         name=getattr(function, "__name__", "job"))
         self._running: dict[Any, tuple[K, float]] = {}  # Ray future -> (key, submitted at)
 
     # ----- submit and collect -----------------------------------------------------------------
