@@ -45,6 +45,10 @@ class LUTCorruptError(LatencyError):
     """A look-up table directory is unreadable. It is left untouched."""
 
 
+class CalibrationError(LatencyError, ValueError):
+    """A look-up table's calibration cannot be fitted sensibly (too few networks, a slope <= 0)."""
+
+
 class LUTMissError(LatencyError, LookupError):
     """A layer is not in the look-up table and lies outside what it can interpolate."""
 

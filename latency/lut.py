@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from latency.errors import LUTCorruptError, LUTMissError, StampMismatchError
+from latency.errors import CalibrationError, LUTCorruptError, LUTMissError, StampMismatchError
 from latency.pieces import Piece, overhead_piece, spec_pieces, unique_pieces
 from latency.result import LatencyResult
 from latency.stamp import DeviceStamp
@@ -129,15 +129,28 @@ def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> Accuracy:
                     within_5pct=within(0.05), within_20pct=within(0.20), kendall=tau)
 
 
+MIN_CALIBRATION = 3  # networks a calibration line is fitted on, at the least
+
+
 def fit_calibration(summed: Sequence[float], measured: Sequence[float]) -> Calibration:
-    """Least-squares line ``measured ~= a * summed + b``."""
-    if len(summed) != len(measured) or len(summed) < 2:
-        raise ValueError("calibration needs at least two (summed, measured) pairs")
+    """Least-squares line ``measured ~= a * summed + b``, refused (:class:`CalibrationError`)
+    on fewer than :data:`MIN_CALIBRATION` networks or with a slope that is not positive: a table
+    whose sums do not rise with the measured latency cannot be rescued by a line (with 3 networks
+    a fit of -0.133 * sum + 790.8 ms was once reported as 100% within 10%, on its own points)."""
+    if len(summed) != len(measured):
+        raise CalibrationError(f"calibration: {len(summed)} predictions for {len(measured)} measurements")
+    if len(summed) < MIN_CALIBRATION:
+        raise CalibrationError(f"calibration needs at least {MIN_CALIBRATION} networks measured end to end "
+                               f"(got {len(summed)}); measure more (--calibrate N)")
     mean_x, mean_y = statistics.fmean(summed), statistics.fmean(measured)
     var_x = sum((x - mean_x) ** 2 for x in summed)
     if var_x <= 0:
-        raise ValueError("calibration needs specs of different predicted latency")
+        raise CalibrationError("calibration needs networks of different predicted latency")
     a = sum((x - mean_x) * (y - mean_y) for x, y in zip(summed, measured)) / var_x
+    if a <= 0:
+        raise CalibrationError(f"calibration refused: the fitted slope is {a:.3g} (measured latency should rise "
+                               f"with the table's sums); the {len(summed)} networks are too few or too alike to "
+                               "calibrate on, so the table is left uncalibrated")
     return Calibration(a=a, b=mean_y - a * mean_x, n=len(summed))
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, build_and_calibrate
 from latency.pieces import unique_pieces
 from nas.spec.arch import ArchSpec
@@ -146,7 +147,11 @@ def build_netadapt_lut(directory: str | Path, spec: ArchSpec, backend: Any, *, s
     todo = len(lut.missing(unique_pieces(grid + extra, lut.resolution)))
     if todo:
         log(f"look-up table {directory}: measuring {todo} pieces ({len(grid)} grid specs)")
-    built, report = build_and_calibrate(lut, backend, grid + extra, checks)
+    try:
+        built, report = build_and_calibrate(lut, backend, grid + extra, checks)
+    except CalibrationError as error:  # the pooled anchor rescales estimates anyway: go on uncalibrated
+        log(f"look-up table: {error}")
+        return lut
     if built.measured:
         log(f"look-up table: {built.describe()}")
     if report is not None:

@@ -191,8 +191,10 @@ def _print_accuracy(report: AdditivityReport) -> None:
           f"Spearman {before.spearman:.3f}, mean |error| {before.mean_abs_pct_error:.1%}")
     if report.after is not None and report.calibration is not None:
         after, cal = report.after, report.calibration
+        where = (f"in-sample, on the {report.n} networks it was fitted to; `nas latency check` on other samples "
+                 "gives the held-out figure" if report.fitted else "on these networks, fitted on others")
         print(f"calibrated ({cal.a:.3f} * sum + {cal.b:.3f} ms): {after.within_10pct:.0%} within +-10%, "
-              f"Spearman {after.spearman:.3f}, mean |error| {after.mean_abs_pct_error:.1%}")
+              f"Spearman {after.spearman:.3f}, mean |error| {after.mean_abs_pct_error:.1%} ({where})")
 
 
 def _check_settings(stamp: DeviceStamp, args: argparse.Namespace) -> LatencyConfig:

@@ -20,6 +20,7 @@ from latency import (
     summarize,
 )
 from latency.cache import CachedBackend, LatencyCache
+from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, accuracy, fit_calibration
 from latency.pieces import overhead_piece, spec_pieces, unique_pieces
 from latency.result import converged, median_interval
@@ -195,8 +196,17 @@ def test_calibration_recovers_a_line_and_is_saved(tmp_path) -> None:
     quality = accuracy([1.0, 2.15, 2.9], [1.0, 2.0, 3.0])
     assert quality.within_10pct == pytest.approx(1.0) and quality.spearman == pytest.approx(1.0)
     assert accuracy([1.0, 2.5], [1.0, 2.0]).within_10pct == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="different predicted latency"):
-        fit_calibration([1.0, 1.0], [2.0, 3.0])
+    with pytest.raises(CalibrationError, match="different predicted latency"):
+        fit_calibration([1.0, 1.0, 1.0], [2.0, 3.0, 4.0])
+
+
+def test_a_calibration_that_cannot_be_right_is_refused() -> None:
+    with pytest.raises(CalibrationError, match="at least 3 networks"):
+        fit_calibration([10.0, 20.0], [12.0, 21.0])
+    # Three networks whose sums fall as their measurements rise: a line through them "fits", but
+    # it would turn the table's ordering upside down.
+    with pytest.raises(CalibrationError, match="slope is -"):
+        fit_calibration([700.0, 760.0, 820.0], [700.0, 690.0, 680.0])
 
 
 def test_a_table_keeps_its_entries_and_refuses_a_foreign_stamp(tmp_path) -> None:
