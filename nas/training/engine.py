@@ -198,26 +198,32 @@ def recalibrate_batch_norm(net: Any, dataset: Any, batches: int = 50, momentum: 
 
     A short training leaves the moving statistics of slow batch norms (MnasNet-A1's momentum is
     0.99: a batch moves them by 1%) mostly at their initial 0 and 1, so an evaluation in inference
-    mode scores a network that never ran. The statistics are reset and then averaged with
-    ``momentum`` per batch; after 50 batches at 0.1 the reset values weigh 0.5%. Weights do not change.
+    mode scores a network that never ran. The first batch sets the statistics outright (nothing of
+    the old ones is kept: a residual of the initial variance 1 would swamp a layer whose variance
+    is 1e-4); the following ones are averaged in with ``momentum`` each. Weights do not change.
     """
     norms = [cell for _, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
     if not norms:
         return 0
     saved = [cell.bn_train for cell in norms]
-    for cell in norms:
-        cell.moving_mean.set_data(ops.zeros_like(cell.moving_mean))
-        cell.moving_variance.set_data(ops.ones_like(cell.moving_variance))
-        cell.bn_train = ops.BatchNorm(is_training=True, epsilon=cell.eps, momentum=momentum,
-                                      data_format=cell.format)
+
+    def use(weight: float) -> Any:
+        for cell in norms:
+            cell.bn_train = ops.BatchNorm(is_training=True, epsilon=cell.eps, momentum=weight,
+                                          data_format=cell.format)
+        forward = _Forward(net)  # a cell of its own: compiled afresh with these primitives
+        forward.set_train(True)
+        return forward
+
     was_training = net.training
-    forward = _Forward(net)
-    forward.set_train(True)
     used = 0
     try:
+        forward = use(1.0)
         for images, _ in dataset.create_tuple_iterator(num_epochs=1):
             if used >= batches:
                 break
+            if used == 1:
+                forward = use(momentum)
             if device_lock is None:
                 forward(images)
             else:
