@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -108,11 +107,6 @@ def _array(body: Any, where: str) -> np.ndarray[Any, Any]:
         raise StateFileError(f"{where}: a malformed array ({error})") from None
 
 
-def digest_of(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_state(controller: Controller, path: str | Path, *, record: Callable[[str], None] | None = None) -> str:
     """Write ``controller.state_dict()`` to ``path`` atomically as JSON; return its SHA-256.
 
@@ -150,17 +144,13 @@ def read_state(path: str | Path, *, digests: Iterable[str] | None = None) -> Any
                 f"({', '.join(sorted(d[:12] for d in known)) or 'none'}): it was changed or comes from another "
                 "run; restore the run directory's own file, or delete it to restart the controller")
     try:
-        document = json.loads(raw.decode("utf-8"), parse_constant=_constant)
+        document = json.loads(raw.decode("utf-8"))  # NaN and Infinity parse as floats
     except (UnicodeDecodeError, ValueError) as error:
         raise StateFileError(f"controller state file {path} is not a JSON state: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT or "state" not in document:
         kind = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise StateFileError(f"controller state file {path}: not a {FORMAT} document (format {kind!r})")
     return decode(document["state"], str(path))
-
-
-def _constant(name: str) -> float:
-    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
 
 
 def load_state(controller: Controller, path: str | Path, *, digests: Iterable[str] | None = None,
@@ -170,5 +160,5 @@ def load_state(controller: Controller, path: str | Path, *, digests: Iterable[st
     controller.load_state_dict(read_state(path, digests=digests), **options)
 
 
-__all__ = ["save_state", "load_state", "read_state", "digest_of", "encode", "decode", "StateFileError",
+__all__ = ["save_state", "load_state", "read_state", "encode", "decode", "StateFileError",
            "StateMismatchError", "FORMAT"]
