@@ -34,21 +34,30 @@ class RunNotFoundError(NasError):
     """The run directory or its study does not exist."""
 
 
-def check_storage(url: str) -> None:
-    """Connect to the storage once; an unreachable database is a one-line error."""
+def check_storage(url: str, attempts: int = 5) -> None:
+    """Connect to the storage once; an unreachable database is a one-line error.
+
+    A new SQLite file can be met while another process (a second driver, ``nas status``) is
+    creating Optuna's tables in it; that race is retried ``attempts`` times, half a second apart.
+    """
     if url.startswith("postgresql"):
         optional_import("psycopg2")  # missing: one line with the install hint, not SQLAlchemy's traceback
-    storage = None
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}
-                                             if not url.startswith("sqlite") else None)
-        storage.get_all_studies()
-    except Exception as error:  # SQLAlchemy raises many kinds
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CampaignError(f"storage {url!r} is unreachable: {message}") from None
-    finally:
-        if storage is not None:
-            storage.engine.dispose()
+    for attempt in range(attempts):
+        storage = None
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}
+                                                 if not url.startswith("sqlite") else None)
+            storage.get_all_studies()
+            return
+        except Exception as error:  # SQLAlchemy raises many kinds
+            if url.startswith("sqlite") and attempt + 1 < attempts:
+                time.sleep(0.5)
+                continue
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CampaignError(f"storage {url!r} is unreachable: {message}") from None
+        finally:
+            if storage is not None:
+                storage.engine.dispose()
 
 
 def open_study(run_dir: str | Path) -> tuple[Any, CampaignConfig]:

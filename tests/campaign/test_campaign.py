@@ -1,6 +1,7 @@
 """Search campaigns end to end through the CLI: real training, measured latency, local Ray, SQLite."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -207,28 +208,42 @@ def test_optuna_dashboard_reads_a_study(isolated) -> None:
     assert [s["study_name"] for s in dashboard_get(storage, "/api/studies")["study_summaries"]] == ["dash"]
 
 
+def _peek_states(db: Path) -> tuple[int, int]:
+    """(finished trials, running trials with a proposal) of a campaign's study.db, read-only: the
+    test must not open it through Optuna, which would create tables alongside the campaign."""
+    if not db.is_file():
+        return 0, 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            done = connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            running = connection.execute(
+                "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+                "WHERE trials.state = 'RUNNING' AND trial_user_attributes.key = 'spec_yaml'").fetchone()[0]
+    except sqlite3.Error:  # the campaign is still creating its tables
+        return 0, 0
+    return int(done), int(running)
+
+
 def _run_until(config: Path, runs: Path, name: str, finished: int, timeout: float = 600) -> None:
     """Start a campaign, wait until ``finished`` trials are done and the next is running, SIGKILL it."""
     env = dict(os.environ, GLOG_v="3")
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = config.with_suffix(f".{finished}.stderr")
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if (runs / name / "study.db").is_file():
-                try:
-                    trials = stored_trials(runs / name, name)
-                except Exception:  # the study is still being created
-                    trials = []
-                running = [t for t in trials if t.state.name == "RUNNING" and "spec_yaml" in t.user_attrs]
-                if len(complete(trials)) >= finished and running:
+            done, running = _peek_states(runs / name / "study.db")
+            if done >= finished and running:
                     time.sleep(3)  # well inside the next evaluation
                     return
-            assert process.poll() is None, "the campaign ended before it could be killed"
+            assert process.poll() is None, f"the campaign ended before it could be killed:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
         raise AssertionError("the campaign did not reach the kill point in time")
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if the campaign ended
+            os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         process.wait()
 
 
