@@ -22,7 +22,11 @@ def _train(args: argparse.Namespace) -> int:
     outcome = run_training(spec, recipe, args.data, out, device=args.device, distribute=args.distribute,
                            resume=args.resume, seed=args.seed, rank_digests=args.rank_digests,
                            log=lambda line: print(line, flush=True))
-    if outcome.rank == 0:
+    if outcome.rank == 0 and outcome.epochs_run == 0:
+        stored = "no stored result" if outcome.top1 != outcome.top1 else \
+            f"stored result: top1 {outcome.top1:.4f} top5 {outcome.top5:.4f}"
+        print(f"already complete: {stored} ({out})")
+    elif outcome.rank == 0:
         print(f"done: top1 {outcome.top1:.4f} top5 {outcome.top5:.4f} ({out})")
     return 0
 

@@ -175,6 +175,11 @@ def run_training(spec: ArchSpec, recipe: Recipe, data_source: str, out_dir: str 
             raise CheckpointError(f"--resume: no checkpoints in {str(out / 'checkpoints')!r}")
         _check_same_recipe(out / "recipe.yaml", resolved)
         start_epoch = _restore_state(trainer, existing[-1][1], spec)
+        if start_epoch >= trainer.epochs:  # nothing to train: report the stored result, write nothing
+            stored = _last_logged(out / "train_log.csv")
+            log(f"the run in {str(out)!r} is already complete ({trainer.epochs} epochs); nothing was written")
+            return TrainingOutcome(out_dir=out, epochs_run=0, last_epoch=trainer.epochs, top1=stored[0],
+                                   top5=stored[1], rank=rank, group_size=size)
         log(f"resuming after epoch {start_epoch} from {existing[-1][1]}")
     elif existing:  # every rank stops, so none waits for the others in the first all-reduce
         raise NasError(f"{str(out)!r} already holds checkpoints; pass --resume to continue or choose another -o")
@@ -219,6 +224,18 @@ def run_training(spec: ArchSpec, recipe: Recipe, data_source: str, out_dir: str 
         (folder / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "trainable": trainable_digest(net)}))
     return TrainingOutcome(out_dir=out, epochs_run=len(logs), last_epoch=trainer.epochs, top1=scores["top1"],
                            top5=scores["top5"], rank=rank, group_size=size)
+
+
+def _last_logged(path: Path) -> tuple[float, float]:
+    """(top1, top5) of the last epoch in a run's train_log.csv; NaN where the log has none."""
+    if not path.is_file():
+        return float("nan"), float("nan")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    try:
+        return float(rows[-1]["top1"]), float(rows[-1]["top5"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return float("nan"), float("nan")
 
 
 def _evaluate_ema(trainer: Any, net: Any, dataset: Any) -> Any:

@@ -100,6 +100,14 @@ def test_resume_continues_at_the_next_epoch_with_the_same_schedule(workdir) -> N
         assert float(mine["loss"]) == pytest.approx(float(theirs["loss"]), rel=0.15)
     assert float(resumed[1]["loss"]) < 0.85 * float(uninterrupted[0]["loss"])
 
+    # A finished run resumed again: it says so, shows the stored result and writes nothing.
+    before = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in full.rglob("*") if path.is_file()}
+    again = run_nas("train", *args, "-o", str(full), "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already complete" in again.stdout and "nan" not in again.stdout
+    assert f"top1 {float(uninterrupted[-1]['top1']):.4f}" in again.stdout
+    assert {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in full.rglob("*") if path.is_file()} == before
+
 
 @pytest.mark.slow
 def test_msrun_two_workers_end_with_identical_weights(workdir) -> None:
