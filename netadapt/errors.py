@@ -23,3 +23,7 @@ class SurgeryError(NetAdaptError, ValueError):
 
 class ResumeError(NetAdaptError):
     """An output directory cannot be resumed (a different run, or no run at all)."""
+
+
+class NoisyLatencyError(NetAdaptError):
+    """The seed's latency is known less precisely than one iteration's scheduled reduction."""

@@ -64,7 +64,7 @@ from nas.training.engine import Trainer, evaluate
 from netadapt.algorithm import Candidate, select
 from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig, read_saved_config
-from netadapt.errors import BudgetUnreachableError, NothingToDoError, ResumeError
+from netadapt.errors import BudgetUnreachableError, NoisyLatencyError, NothingToDoError, ResumeError
 from netadapt.estimates import (
     BackendMeter,
     LatencyMeter,
@@ -127,6 +127,11 @@ class FinalState:
     seed_measured_ms: float
     latency_ms: float
     speedup_measured: float
+    latency_high_ms: float = math.nan  # the upper end of latency_ms's 95% interval (nan: a state written before it)
+
+    @property
+    def upper_ms(self) -> float:
+        return self.latency_high_ms if math.isfinite(self.latency_high_ms) else self.latency_ms
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,13 @@ class NetAdaptResult:
     ckpt_path: Path
     last_iteration_ms: float  # the upper end of the last iteration's measured latency interval
     speedup: float
+    final_upper_ms: float = math.nan  # the upper end of the final network's measured interval
+
+    @property
+    def faster(self) -> bool:
+        """Whether the final network is faster than the seed at the upper end of its own interval."""
+        upper = self.final_upper_ms if math.isfinite(self.final_upper_ms) else self.final_measured_ms
+        return upper < self.initial_ms
 
     @property
     def budget_met(self) -> bool:
@@ -187,6 +199,15 @@ class NetAdaptResult:
                 f"iteration's measurement ({self.last_iteration_ms:.3f} ms at the upper end of its 95% interval); "
                 f"held-out top1 {self.initial_top1:.4f} "
                 f"-> {self.final_top1:.4f}")
+
+    def failure(self) -> str | None:
+        """Why the run did not succeed (a final network no faster than the seed), or None."""
+        if self.faster:
+            return None
+        return (f"the final network is not faster than the seed: {self.final_measured_ms:.3f} ms measured beside it "
+                f"(95% interval up to {self.final_upper_ms:.3f} ms) against the seed's {self.initial_ms:.3f} ms; the "
+                f"measurements are noisier than the pruning, so measure on a quiet machine (--latency-repeats) or "
+                f"prune further (--budget-ratio, --max-iters)")
 
 
 def _digest(path: Path) -> str:
@@ -361,9 +382,20 @@ class NetAdapt:
         if initial.median_ms <= budget:
             raise NothingToDoError(f"nothing to do: the network already meets the budget ({initial.median_ms:.3f} ms "
                                    f"measured <= {budget:.3f} ms)")
+        # A given table's miss stops the run before the noise check; a table to build waits for it.
+        predicted = float(self.predictor.predict(spec)) if self.predictor is not None else math.nan
+        step = self.config.schedule_rule().reduction(1, initial.median_ms)
+        spread = initial.median_ms * (initial.high_ratio - 1.0)
+        if spread > step:  # each iteration's gain would be lost in the measurement noise
+            flag = "--fixed-ratio" if self.config.schedule == "fixed" else "--initial-ratio"
+            raise NoisyLatencyError(
+                f"the seed measured {initial.median_ms:.3f} ms with a 95% interval up to {initial.ci_high_ms:.3f} ms "
+                f"(+{spread / initial.median_ms:.1%}), wider than the {step:.3f} ms "
+                f"({step / initial.median_ms:.1%}) the first iteration removes; measure on a quiet machine, or "
+                f"take larger steps ({flag})")
         if self.predictor is None:
             self.predictor = self._make_predictor(spec)
-        predicted = float(self.predictor.predict(spec))  # a look-up-table miss stops the run here
+            predicted = float(self.predictor.predict(spec))
         top1 = self._evaluate(spec, seed_ckpt, data)
         (self.out / "config.yaml").write_text(yaml.safe_dump({"netadapt": self.config.to_dict(), "inputs": inputs},
                                                              sort_keys=False))
@@ -574,19 +606,21 @@ class NetAdapt:
                                measured_p90_ms=measured.p90_ms, predicted_ms=predicted, top1=top1,
                                validation_top1=validation, arch_id=spec.arch_id, widths=widths_text(spec),
                                seed_measured_ms=seed_measured, latency_ms=latency,
-                               speedup_measured=state.initial_ms / latency)
+                               speedup_measured=state.initial_ms / latency,
+                               latency_high_ms=latency * measured.high_ratio)
             state = dataclasses.replace(state, final=final)
             self._save_state(state)
         summary = {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
                    "initial_ms": state.initial_ms, "initial_top1": state.initial_top1,
                    "last_iteration_latency_ms": current.latency_ms, "final": dataclasses.asdict(final),
                    "last_iteration_latency_high_ms": current.latency_upper_ms,
-                   "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms}
+                   "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms,
+                   "faster_than_seed": final.upper_ms < state.initial_ms}
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state.status, current.iteration, state.budget_ms, state.initial_ms,
                                 final.latency_ms, final.predicted_ms, state.initial_top1, final.top1,
                                 final_dir / "spec.yaml", final_dir / "model.ckpt", current.latency_upper_ms,
-                                final.speedup_measured)
+                                final.speedup_measured, final.upper_ms)
         self.log(result.describe())
         return result
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def _netadapt(args: argparse.Namespace) -> int:
     result = run_netadapt(spec, args.ckpt, args.data, args.output, config, lut_dir=args.lut, resume=args.resume,
                           ray_address=args.ray_address, log=lambda line: print(line, flush=True))
     print(f"final network: {result.spec_path} and {result.ckpt_path}; history: {Path(args.output) / 'history.csv'}")
+    failure = result.failure()
+    if failure is not None:
+        print(f"nas: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -78,7 +83,8 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
                           "residual group (the stem and head optionally) to the largest width whose estimated "
                           "latency meets the iteration's constraint, fine-tunes every proposal briefly (on Ray), "
                           "keeps the best, and measures it. A budget the network already meets is reported as "
-                          "'nothing to do' (exit code 2, like every other input error).")
+                          "'nothing to do' (exit code 2, like every other input error); a final network that is not faster than the "
+                          "seed, at the upper end of its measured interval, exits with code 1.")
     parser.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
     parser.add_argument("--ckpt", required=True, help="trained checkpoint (ours, or one made by 'nas import mindcv')")
     parser.add_argument("--data", required=True,

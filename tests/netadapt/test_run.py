@@ -131,6 +131,7 @@ def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path,
     assert summary["budget_met_by_measurement"] is True
     assert summary["last_iteration_latency_ms"] <= summary["last_iteration_latency_high_ms"] <= summary["budget_ms"]
     assert summary["budget_ms"] == pytest.approx(0.85 * summary["initial_ms"])
+    assert summary["faster_than_seed"] is True  # exit code 0 says so too
     final = summary["final"]
     assert final["measured_ms"] > 0 and final["predicted_ms"] > 0  # both reported
     assert "measured" in printed and "predicted" in printed
@@ -158,15 +159,23 @@ def _run_subprocess(args: list, log: Path) -> subprocess.Popen:
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _finished(code: int, errors: str) -> None:
+    """A run that finished: exit 0, or 1 when its network is not measurably faster than the seed.
+    One or two 10% steps on this 2 ms network need not be (measured beside the seed at 128 px, a
+    narrower expansion layer has come out slower under ONNX Runtime); the resume test is about
+    the iterations, and the exit code must say which it was."""
+    assert code == 0 or (code == 1 and "not faster than the seed" in errors), errors
+
+
 @pytest.mark.slow
 def test_resume_after_finished_and_interrupted_iterations(seed_model, lut_dir: Path, workdir: Path, capsys) -> None:
     out = workdir / "run_resume"
-    args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.2, "--schedule", "fixed", "--fixed-ratio", 0.02,
+    args = _common(seed_model, lut_dir) + ["--budget-ratio", 0.2, "--schedule", "fixed", "--fixed-ratio", 0.1,
                                            "--targets", "head", "--long-term-epochs", 0, "--workers", 1,
                                            "--latency-repeats", 1,
                                            "-o", out]
     code, _, errors = _cli(args + ["--max-iters", 1], capsys)
-    assert code == 0, errors
+    _finished(code, errors)
     first = read_history(out)
     assert first["iteration"].max() == 1
     model_time = (out / "iterations" / "0001" / "model.ckpt").stat().st_mtime_ns
@@ -185,7 +194,7 @@ def test_resume_after_finished_and_interrupted_iterations(seed_model, lut_dir: P
     state = json.loads((out / "state.json").read_text())
     assert state["current"]["iteration"] == 1
     code, printed, errors = _cli(args + ["--max-iters", 2, "--resume"], capsys)
-    assert code == 0, errors
+    _finished(code, errors)
     assert "resuming" in printed and "after iteration 1" in printed
     assert "reusing" in printed and "fine-tuned before the interruption" in printed
     history = read_history(out)
@@ -193,6 +202,15 @@ def test_resume_after_finished_and_interrupted_iterations(seed_model, lut_dir: P
     pd.testing.assert_frame_equal(history[history["iteration"] <= 1].reset_index(drop=True),
                                   first.reset_index(drop=True))
     assert (out / "iterations" / "0001" / "model.ckpt").stat().st_mtime_ns == model_time  # not redone
+
+    # A final network no faster than the seed, by the upper end of its interval, is not a success:
+    # the finished run's stored final measurement made slower than the seed, then resumed.
+    state = json.loads((out / "state.json").read_text())
+    state["final"].update(latency_ms=1.02 * state["initial_ms"], latency_high_ms=1.1 * state["initial_ms"])
+    (out / "state.json").write_text(json.dumps(state))
+    code, _, errors = _cli(args + ["--max-iters", 2, "--resume"], capsys)
+    assert code == 1 and "not faster than the seed" in errors, errors
+    assert json.loads((out / "summary.json").read_text())["faster_than_seed"] is False
 
 
 @pytest.mark.slow
@@ -218,6 +236,12 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
         assert code == 2 and message in errors
     assert len(errors.strip().splitlines()) == 1
     assert not (workdir / "foreign" / "history.csv").exists()  # refused before anything was measured
+    # A schedule whose steps are finer than the seed's measured interval: each iteration's gain would
+    # be lost in the noise.
+    code, _, errors = _cli(_common(seed_model, lut_dir) + ["--budget-ratio", 0.5, "--schedule", "fixed",
+                                                           "--fixed-ratio", 1e-6, "-o", workdir / "noisy"], capsys)
+    assert code == 2 and "wider than the" in errors and "--fixed-ratio" in errors, errors
+    assert len(errors.strip().splitlines()) == 1 and not (workdir / "noisy" / "state.json").exists()
     # Both budgets.
     with pytest.raises(SystemExit) as exit_info:
         main(["netadapt", "--ckpt", "x", "--data", "digits", "--budget-ms", "1", "--budget-ratio", "0.5", "-o", "y"])
@@ -234,7 +258,8 @@ def test_unreachable_budget_is_a_named_error(workdir: Path, capsys) -> None:
     lut = LatencyLUT(workdir / "tiny_lut", backend.stamp(resolution=RESOLUTION))
     build_lut(lut, backend, unique_pieces([spec], RESOLUTION))
     code, _, errors = _cli(["netadapt", "--ckpt", ckpt, "--data", "digits", "--lut", workdir / "tiny_lut",
-                            "--budget-ratio", 0.5, "--workers", 1, "-o", workdir / "tiny_run"], capsys)
+                            "--budget-ratio", 0.5, "--schedule", "fixed", "--fixed-ratio", 0.3, "--workers", 1,
+                            "-o", workdir / "tiny_run"], capsys)
     assert code == 2 and "budget unreachable" in errors and len(errors.strip().splitlines()) == 1
 
 

@@ -14,6 +14,7 @@ from netadapt.config import NetAdaptConfig, load_config
 from netadapt.estimates import AnchoredEstimate
 from netadapt.history import COLUMNS, History, load_trajectory, read_history, trajectory
 from netadapt.proposals import Target, TargetOptions, propose, smaller_widths, targets, valid_widths, width_of
+from netadapt.run import NetAdaptResult
 from search_spaces import references
 
 
@@ -135,3 +136,19 @@ def test_the_shipped_demo_settings_load() -> None:
 
     config = load_config(Path(__file__).resolve().parents[2] / "experiments" / "netadapt" / "demo.yaml")
     assert config.budget_ratio == 0.6 and config.selection == "slope"
+
+
+def test_a_result_not_faster_than_the_seed_by_its_interval_is_a_failure(tmp_path) -> None:
+    def result(final_ms: float, final_upper_ms: float) -> NetAdaptResult:
+        return NetAdaptResult(tmp_path, "max_iters", 3, budget_ms=8.0, initial_ms=10.0, final_measured_ms=final_ms,
+                              final_predicted_ms=final_ms, initial_top1=0.9, final_top1=0.8,
+                              spec_path=tmp_path / "spec.yaml", ckpt_path=tmp_path / "model.ckpt",
+                              last_iteration_ms=final_upper_ms, speedup=10.0 / final_ms, final_upper_ms=final_upper_ms)
+
+    assert result(8.0, 9.0).faster and result(8.0, 9.0).failure() is None
+    for slower in (result(9.5, 10.5), result(10.2, 10.9)):  # inside the seed's figure by its interval, or above
+        assert not slower.faster
+        message = slower.failure()
+        assert message is not None and "not faster than the seed" in message and "10.000 ms" in message
+    # A result without an interval (a state written before it was kept) falls back to the estimate.
+    assert result(9.0, math.nan).faster and not result(10.5, math.nan).faster
