@@ -170,6 +170,12 @@ class DeviceStamp:
             raise ValueError(f"stamp: missing key {missing[0]!r}")
         return cls(**dict(data))
 
+    def brief(self) -> str:
+        """What a plot's latency axis shows: runtime, threads, resolution and batch."""
+        runtime = "MindSpore" if self.runtime == "mindspore" else "ONNX Runtime"
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return f"{self.device}, {runtime}, {threads}, {self.resolution} px, batch {self.batch}"
+
     def describe(self) -> str:
         """One human-readable line."""
         model = self.cpu_model if self.device == "CPU" else f"{self.device_model} (host {self.cpu_model})"

@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, build_and_calibrate
-from latency.pieces import unique_pieces
+from latency.pieces import overhead_piece, unique_pieces
 from nas.spec.arch import ArchSpec
 from netadapt.grid import combined_specs, grid_specs
 from netadapt.proposals import TargetOptions
@@ -144,7 +144,7 @@ def build_netadapt_lut(directory: str | Path, spec: ArchSpec, backend: Any, *, s
     grid = grid_specs(spec, step, options, grid_step)
     extra = combined_specs(spec, step, options, calibration, seed) if calibration else []
     checks = [spec, *extra] if calibration and lut.calibration is None else []
-    todo = len(lut.missing(unique_pieces(grid + extra, lut.resolution)))
+    todo = len(lut.missing([overhead_piece(), *unique_pieces(grid + extra, lut.resolution)]))  # as build_lut counts
     if todo:
         log(f"look-up table {directory}: measuring {todo} pieces ({len(grid)} grid specs)")
     try:
@@ -156,5 +156,6 @@ def build_netadapt_lut(directory: str | Path, spec: ArchSpec, backend: Any, *, s
         log(f"look-up table: {built.describe()}")
     if report is not None:
         after = report.after or report.before
-        log(f"look-up table calibrated on {report.n} networks: mean |error| {after.mean_abs_pct_error:.1%}")
+        log(f"look-up table calibrated on {report.n} networks (the seed and {report.n - 1} combined shrinks, "
+            f"--lut-calibration {calibration}): mean |error| {after.mean_abs_pct_error:.1%}")
     return lut

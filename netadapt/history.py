@@ -19,11 +19,14 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from latency.stamp import DeviceStamp
+
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
            "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "status",
            "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "seed_measured_ms", "latency_ms",
            "latency_high_ms", "iteration_s")
 CSV_NAME = "history.csv"
+STAMP_NAME = "stamp.json"
 PARQUET_NAME = "history.parquet"
 
 
@@ -126,6 +129,8 @@ class Trajectory:
     final_latency_ms: float | None = None
     final_accuracy: float | None = None
     budget_ms: float | None = None
+    final_epochs: int = 0  # epochs of the long-term fine-tune the final network had
+    stamp: DeviceStamp | None = None  # what the latencies were measured under (None: a run from before it was kept)
 
 
 def load_trajectory(run_dir: str | Path, name: str | None = None) -> Trajectory:
@@ -149,4 +154,16 @@ def load_trajectory(run_dir: str | Path, name: str | None = None) -> Trajectory:
                       proposal_accuracy=tuple(float(v) for v in others["top1"]),
                       final_latency_ms=float(final_ms) if finished else None,
                       final_accuracy=float(final_top1) if finished else None,
-                      budget_ms=summary.get("budget_ms") or None)
+                      budget_ms=summary.get("budget_ms") or None,
+                      final_epochs=int(final.get("long_term_epochs") or 0), stamp=read_stamp(folder))
+
+
+def read_stamp(folder: str | Path) -> DeviceStamp | None:
+    """The stamp a NetAdapt run measured under (``stamp.json``), or None where the run has none."""
+    path = Path(folder) / STAMP_NAME
+    if not path.is_file():
+        return None
+    try:
+        return DeviceStamp.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: not a latency stamp ({error})") from None

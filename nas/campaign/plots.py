@@ -41,6 +41,7 @@ class Trajectory(Protocol):
     final_latency_ms: float | None
     final_accuracy: float | None
     budget_ms: float | None
+    final_epochs: int
 
 
 @dataclass
@@ -52,6 +53,11 @@ class PlotData:
     title: str = "accuracy vs latency"
     baselines: list[BaselinePoint] = field(default_factory=list)
     comparison: Comparison | None = None
+    stamp: str = ""  # what every latency on the axes was measured under (DeviceStamp.brief), if known
+
+    @property
+    def latency_label(self) -> str:
+        return f"latency (ms, measured: {self.stamp})" if self.stamp else "latency (ms, measured)"
 
 
 def pyplot() -> Any:
@@ -80,7 +86,9 @@ def draw_trajectory(axes: Any, trajectory: Trajectory, color: str | None = None)
                           color=tint)
     if trajectory.final_latency_ms is not None and trajectory.final_accuracy is not None:
         axes.scatter([trajectory.final_latency_ms], [trajectory.final_accuracy], marker="*", s=120, color=tint,
-                     zorder=5, label=f"{trajectory.name} after long-term fine-tune")
+                     zorder=5, label=f"{trajectory.name} final, " + (
+                         f"after a {trajectory.final_epochs}-epoch long-term fine-tune" if trajectory.final_epochs
+                         else "no long-term fine-tune"))
     if trajectory.budget_ms:
         axes.axvline(trajectory.budget_ms, color=tint, linestyle=":", linewidth=1)
     if not axes.get_xlabel():  # on a campaign's axes, keep its labels
@@ -145,7 +153,7 @@ def write_png(data: PlotData, path: str | Path) -> Path:
 
     frame = data.frame
     done = frame[(frame["state"] == "COMPLETE") & frame["accuracy"].notna() & frame["latency_ms"].notna()]
-    figure, axes = plt.subplots(figsize=(8, 5.5))
+    figure, axes = plt.subplots(figsize=(10.5, 5.5))
     if not done.empty:
         axes.scatter(done["latency_ms"], done["accuracy"], s=22, color="#9aa7b8", label="trials", zorder=2)
     front = done[done["pareto"].astype(bool)].sort_values("latency_ms")
@@ -171,7 +179,7 @@ def write_png(data: PlotData, path: str | Path) -> Path:
     for index, reference in enumerate(r for r in data.references if r.accuracy is not None):
         axes.scatter([reference.latency_ms], [reference.accuracy], marker="*", s=160,
                      color=colours[index % len(colours)], label=reference.name, zorder=4)
-    axes.set_xlabel("latency (ms, measured)")
+    axes.set_xlabel(data.latency_label)
     axes.set_ylabel("accuracy (proxy, held out)")
     for trajectory in data.trajectories:
         draw_trajectory(axes, trajectory)
@@ -182,10 +190,10 @@ def write_png(data: PlotData, path: str | Path) -> Path:
     axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.set_title(_title(data), fontsize=10)
     axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=8, loc="best")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside, never on points
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 
@@ -224,7 +232,7 @@ def write_html(data: PlotData, path: str | Path) -> Path:
     for trajectory in data.trajectories:
         figure.add_trace(go.Scatter(x=list(trajectory.latency_ms), y=list(trajectory.accuracy),
                                     mode="lines+markers", name=trajectory.name))
-    figure.update_layout(title=_title(data).replace("\n", "<br>"), xaxis_title="latency (ms, measured)",
+    figure.update_layout(title=_title(data).replace("\n", "<br>"), xaxis_title=data.latency_label,
                          yaxis_title="accuracy (proxy)",
                          xaxis_type="log", template="plotly_white")
     path = Path(path)

@@ -134,7 +134,8 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut-grid-step", type=int, default=None,
                         help="when building the table: measure every N-th width (interpolate between; default 1)")
     parser.add_argument("--lut-calibration", type=int, default=None,
-                        help="when building the table: networks measured end to end to calibrate it (4)")
+                        help="when building the table: combined shrinks measured end to end, with the seed, to "
+                             "calibrate it (4, so 5 networks)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the data split and fine-tunes (0)")
     parser.add_argument("--resume", action="store_true", help="continue after the last finished iteration")
     parser.add_argument("-o", "--output", required=True, help="output directory, e.g. runs/<name>")

@@ -171,6 +171,7 @@ def test_four_trial_campaign_exports_and_plots(isolated) -> None:
         assert (run_dir / name).stat().st_size > 1000
     page = (run_dir / "pareto.html").read_text()
     assert "baselines (reference by width)" in page and "x0.25" in page
+    assert "latency (ms, measured: CPU, ONNX Runtime, 1 thread, 16 px, batch 1)" in page  # what the axis shows
     assert "mobilenet_v3_large" not in page  # references only with --with-references, placed by accuracy
 
     storage = f"sqlite:///{run_dir / 'study.db'}"  # `optuna-dashboard <storage>` serves the campaign

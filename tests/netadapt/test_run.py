@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -286,3 +287,14 @@ def test_trajectory_plot_reads_the_history(workdir: Path, seed_model, lut_dir, c
     assert code == 0, errors
     assert (workdir / "plot" / "pareto.png").stat().st_size > 1000
     assert f"NetAdapt {run.name}" in (workdir / "plot" / "pareto.html").read_text()
+    # The axis says what the latencies were measured under; a run measured under another stamp
+    # (here: another thread count) is not overlaid.
+    assert trajectory.stamp is not None and trajectory.final_epochs == 1
+    assert trajectory.stamp.brief() in (workdir / "plot" / "pareto.html").read_text()
+    other = workdir / "run_other_threads"
+    shutil.copytree(run, other)
+    stamp = json.loads((other / "stamp.json").read_text())
+    (other / "stamp.json").write_text(json.dumps({**stamp, "threads": stamp["threads"] + 1}))
+    code, _, errors = _cli(["plot", "--netadapt", run, "--netadapt", other, "-o", workdir / "mixed"], capsys)
+    assert code == 2 and "two stamps" in errors and str(run) in errors and str(other) in errors, errors
+    assert not (workdir / "mixed").exists()

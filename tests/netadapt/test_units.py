@@ -1,18 +1,22 @@
 """NetAdapt's schedule, selection, proposals, history and settings (no training, no measuring)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+from latency.errors import StampMismatchError
+from latency.stamp import DeviceStamp
 from nas.campaign.plots import draw_trajectory
+from nas.cli.plot import axis_stamp
 from nas.spec.errors import ConfigError
 from nas.spec.profile import profile
 from netadapt.algorithm import Candidate, Schedule, select, slope_score
 from netadapt.config import NetAdaptConfig, load_config
 from netadapt.estimates import AnchoredEstimate
-from netadapt.history import COLUMNS, History, load_trajectory, read_history, trajectory
+from netadapt.history import COLUMNS, History, Trajectory, load_trajectory, read_history, trajectory
 from netadapt.proposals import Target, TargetOptions, propose, smaller_widths, targets, valid_widths, width_of
 from netadapt.run import NetAdaptResult
 from search_spaces import references
@@ -152,3 +156,31 @@ def test_a_result_not_faster_than_the_seed_by_its_interval_is_a_failure(tmp_path
         assert message is not None and "not faster than the seed" in message and "10.000 ms" in message
     # A result without an interval (a state written before it was kept) falls back to the estimate.
     assert result(9.0, math.nan).faster and not result(10.5, math.nan).faster
+
+
+def test_the_legend_names_the_final_fine_tune_only_when_there_was_one(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = Trajectory(name="run", source="x", iterations=(0, 1), latency_ms=(10.0, 9.0), accuracy=(0.9, 0.88),
+                      final_latency_ms=9.0, final_accuracy=0.89)
+    for epochs, label in ((0, "run final, no long-term fine-tune"),
+                          (3, "run final, after a 3-epoch long-term fine-tune")):
+        figure, ax = plt.subplots()
+        draw_trajectory(ax, dataclasses.replace(base, final_epochs=epochs))
+        assert label in ax.get_legend_handles_labels()[1]
+        plt.close(figure)
+
+
+def test_a_plot_refuses_latencies_of_two_stamps() -> None:
+    one = DeviceStamp(device="CPU", device_model="", cpu_model="cpu", cores=2, threads=1, mindspore_version="2",
+                      batch=1, resolution=224, runtime="onnxruntime")
+    two = dataclasses.replace(one, threads=2)
+    assert axis_stamp({}) == "" and axis_stamp({"campaign 'a'": [one, one], "NetAdapt run 'b'": [one]}) == one.brief()
+    assert "1 thread," in one.brief() and "224 px" in one.brief()
+    with pytest.raises(StampMismatchError) as error:
+        axis_stamp({"campaign 'a'": [one], "NetAdapt run 'b'": [two]})
+    assert "campaign 'a'" in str(error.value) and "NetAdapt run 'b'" in str(error.value)
+    assert one.brief() in str(error.value) and two.brief() in str(error.value)
