@@ -83,8 +83,9 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
                           "residual group (the stem and head optionally) to the largest width whose estimated "
                           "latency meets the iteration's constraint, fine-tunes every proposal briefly (on Ray), "
                           "keeps the best, and measures it. A budget the network already meets is reported as "
-                          "'nothing to do' (exit code 2, like every other input error); a final network that is not faster than the "
-                          "seed, at the upper end of its measured interval, exits with code 1.")
+                          "'nothing to do' (exit code 2, like every other input error); a final network that "
+                          "is not faster than the seed, at the upper end of its measured interval, exits with "
+                          "code 1.")
     parser.add_argument("--spec", default=None, help="spec YAML (default: the one embedded in the checkpoint)")
     parser.add_argument("--ckpt", required=True, help="trained checkpoint (ours, or one made by 'nas import mindcv')")
     parser.add_argument("--data", required=True,

@@ -230,8 +230,8 @@ def _run_until(config: Path, runs: Path, name: str, finished: int, timeout: floa
     env = dict(os.environ, GLOG_v="3")
     log = config.with_suffix(f".{finished}.stderr")
     with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+        command = [sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir", str(runs)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
