@@ -34,11 +34,21 @@ FORMAT = "nas.controllers.optuna/1"
 DIRECTIONS = ("maximize", "minimize")
 
 
+_QUIETED = False
+
+
 def _optuna() -> Any:
+    """Optuna, imported on first use. Its INFO lines ("A new study created in memory", one per
+    finished trial) are turned off once, at that first use: the campaign reports its own progress.
+    ``optuna.logging.set_verbosity(optuna.logging.INFO)`` afterwards turns them back on."""
+    global _QUIETED
     try:  # heavy: optuna takes about a second to import; the RL and evolution controllers never need it
         import optuna
     except ImportError as error:  # pragma: no cover - optuna is a core dependency
         raise ControllerError("the Optuna controllers need optuna: pip install 'optuna>=4'") from error
+    if not _QUIETED:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _QUIETED = True
     return optuna
 
 

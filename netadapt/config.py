@@ -21,6 +21,7 @@ from nas.spec.errors import ConfigError, FieldError
 from nas.spec.yamlio import read_yaml_file
 from nas.training.config import TrainConfig
 from netadapt.algorithm import SELECTIONS, Schedule
+from netadapt.grid import DEFAULT_GRID_STEP
 from netadapt.proposals import TargetOptions
 
 TARGETS = ("expand", "group", "stem", "head")
@@ -58,7 +59,7 @@ class NetAdaptConfig:
     workers: int = 2
     seed: int = 0
     held_out: float = 0.2
-    lut_grid_step: int = 1
+    lut_grid_step: int = DEFAULT_GRID_STEP
     lut_calibration: int = 4
     eval_batch: int = field(default=512, repr=False)  # one batch holds the whole digits held-out split
 

@@ -29,7 +29,7 @@ from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, build_and_calibrate
 from latency.pieces import overhead_piece, unique_pieces
 from nas.spec.arch import ArchSpec
-from netadapt.grid import combined_specs, grid_specs
+from netadapt.grid import DEFAULT_GRID_STEP, combined_specs, grid_specs
 from netadapt.proposals import TargetOptions
 
 
@@ -133,7 +133,7 @@ class LUTPredictor:
 
 
 def build_netadapt_lut(directory: str | Path, spec: ArchSpec, backend: Any, *, step: int, options: TargetOptions,
-                       grid_step: int = 1, calibration: int = 4, seed: int = 0,
+                       grid_step: int = DEFAULT_GRID_STEP, calibration: int = 4, seed: int = 0,
                        log: Callable[[str], None] = print) -> LatencyLUT:
     """Build (or complete) a look-up table in ``directory`` for pruning ``spec``: the pieces of
     the NetAdapt grid around it, then a calibration against end-to-end measurements of ``spec``

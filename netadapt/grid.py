@@ -16,9 +16,14 @@ from nas.spec.checks import check_int
 from netadapt.proposals import TargetOptions, targets, valid_widths, width_of
 from search_spaces import references
 
+# One default for every table of the pruning grid (`nas netadapt --lut-grid-step`, `nas latency
+# build-lut --grid-step`): every 4th width, the rest interpolated. `python -m bench.latency
+# --interpolation` checks interpolated widths of this grid against measured ones.
+DEFAULT_GRID_STEP = 4
+
 
 def grid_specs(spec: ArchSpec, step: int = 8, options: TargetOptions = TargetOptions(),
-               grid_step: int = 1) -> list[ArchSpec]:
+               grid_step: int = 1) -> list[ArchSpec]:  # 1 here: the whole grid (the fine grid bench.latency checks)
     """``spec`` and, for every target, every ``grid_step``-th valid smaller width (multiples of
     ``step``, always including the smallest)."""
     check_int("step_multiple", step, 1)

@@ -10,7 +10,7 @@ Output directory::
     iterations/0004/proposals/     the proposals of an unfinished iteration (kept for a resume)
     history.csv, history.parquet   every proposal of every finished iteration (netadapt.history)
     final/spec.yaml, model.ckpt    the result after the long-term fine-tune
-    summary.json                   initial / final latency (measured and predicted), accuracy
+    summary.json                   seed / last iteration / final: latency_ms with its interval's upper end, top-1
     lut/                           the look-up table, when none was given
 
 A run killed mid-iteration resumes (``resume=True``) from the last finished iteration; proposals
@@ -205,6 +205,24 @@ class NetAdaptResult:
                 f"(95% interval up to {self.upper_ms:.3f} ms) against the seed's {self.initial_ms:.3f} ms; the "
                 f"measurements are noisier than the pruning, so measure on a quiet machine (--latency-repeats) or "
                 f"prune further (--budget-ratio, --max-iters)")
+
+
+def _summary(state: RunState, current: NetworkState, final: FinalState) -> dict[str, Any]:
+    """``summary.json``: one latency figure per network, ``latency_ms`` (the loop's: measured beside
+    the seed, on the seed's scale) with the upper end of its 95% interval, ``latency_high_ms``. The
+    raw medians those figures were derived from are kept, prefixed ``raw_``, for diagnosis only."""
+    return {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
+            "seed": {"latency_ms": state.initial_ms, "top1": state.initial_top1},
+            "last_iteration": {"iteration": current.iteration, "latency_ms": current.latency_ms,
+                               "latency_high_ms": current.latency_upper_ms, "top1": current.top1},
+            "final": {"iteration": final.iteration, "long_term_epochs": final.long_term_epochs,
+                      "latency_ms": final.latency_ms, "latency_high_ms": final.upper_ms,
+                      "speedup": final.speedup_measured, "predicted_ms": final.predicted_ms, "top1": final.top1,
+                      "validation_top1": final.validation_top1, "arch_id": final.arch_id, "widths": final.widths,
+                      "raw_median_ms": final.measured_ms, "raw_p10_ms": final.measured_p10_ms,
+                      "raw_p90_ms": final.measured_p90_ms, "raw_seed_median_ms": final.seed_measured_ms},
+            "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms,
+            "faster_than_seed": final.upper_ms < state.initial_ms}
 
 
 def _digest(path: Path) -> str:
@@ -611,12 +629,7 @@ class NetAdapt:
                                latency_high_ms=latency * measured.high_ratio)
             state = dataclasses.replace(state, final=final)
             self._save_state(state)
-        summary = {"status": state.status, "iterations": current.iteration, "budget_ms": state.budget_ms,
-                   "initial_ms": state.initial_ms, "initial_top1": state.initial_top1,
-                   "last_iteration_latency_ms": current.latency_ms, "final": dataclasses.asdict(final),
-                   "last_iteration_latency_high_ms": current.latency_upper_ms,
-                   "budget_met_by_measurement": current.latency_upper_ms <= state.budget_ms,
-                   "faster_than_seed": final.upper_ms < state.initial_ms}
+        summary = _summary(state, current, final)
         _write_json(self.out / "summary.json", summary)
         result = NetAdaptResult(self.out, state.status, current.iteration, state.budget_ms, state.initial_ms,
                                 final.latency_ms, final.predicted_ms, state.initial_top1, final.top1,

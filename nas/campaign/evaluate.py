@@ -44,7 +44,8 @@ class LatencyRecord:
     measure_seconds: float
     latency_p10_ms: float | None = None
     latency_p90_ms: float | None = None
-    latency_cv: float | None = None
+    # No raw CV: the std/mean of the raw calls (a fraction) is ruled by stalls (2.21 was one stall
+    # among 3 ms calls); p10/p90 give the raw spread and ci_low/high the estimate's precision.
     latency_repeats: int | None = None
     latency_stamp: dict[str, Any] | None = None
     lut_ms: float | None = None  # the prediction (fitted predictor, else the summed table)
@@ -127,7 +128,7 @@ def measure_latency(spec: ArchSpec, latency: LatencyConfig, resolution: int) -> 
         if cache is not None:
             cache.close()
     return LatencyRecord(latency_ms=result.estimate_ms, latency_source="measured", lut_ms=lut_ms, lut_model=lut_model,
-                         latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms, latency_cv=result.cv,
+                         latency_p10_ms=result.p10_ms, latency_p90_ms=result.p90_ms,
                          latency_repeats=result.repeats, latency_stamp=result.stamp.to_dict(),
                          latency_ci_low_ms=result.ci_low_ms, latency_ci_high_ms=result.ci_high_ms,
                          latency_precise=result.precise, latency_blocks=result.blocks,

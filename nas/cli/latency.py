@@ -25,7 +25,7 @@ from latency.lut import (
     measure_end_to_end,
 )
 from latency.mindspore_backend import MindSporeBackend
-from latency.pieces import unique_pieces
+from latency.pieces import overhead_piece, unique_pieces
 from latency.predictor import MODELS, UnseenKernelError, has_predictor, load_predictor
 from latency.protocol import ANCHOR
 from latency.remote import RayLatencyBackend
@@ -36,7 +36,7 @@ from latency.stamp import PROTOCOLS, RUNTIMES, DeviceStamp
 from nas.campaign.config import load_config
 from nas.campaign.plots import pyplot
 from nas.spec.arch import ArchSpec
-from netadapt.grid import grid_specs, netadapt_variants
+from netadapt.grid import DEFAULT_GRID_STEP, grid_specs, netadapt_variants
 from search_spaces import references
 
 
@@ -141,6 +141,12 @@ def _build_lut(args: argparse.Namespace) -> int:
     backend = _bare(settings)
     lut = LatencyLUT(args.out, backend.stamp(resolution=args.resolution), source=source)
     calibration_specs = source_specs(source, samples=args.calibrate, seed=args.seed + 500)[0] if args.calibrate else []
+    wanted = [overhead_piece(), *unique_pieces([*specs, *calibration_specs], lut.resolution)]
+    todo = len(lut.missing(wanted))
+    print(f"build-lut: {len(specs)} networks, {len(wanted)} pieces at {lut.resolution} px; {todo} to measure "
+          f"({len(wanted) - todo} already in {args.out}), then {len(calibration_specs)} calibration networks end "
+          f"to end (up to {settings.max_seconds:g} s each, plus export); the ETA follows the first piece",
+          file=sys.stderr, flush=True)
     built, report = build_and_calibrate(lut, backend, specs, calibration_specs,
                                         measure_backend=make_backend(settings, cache_path=args.cache),
                                         chunk=args.chunk, progress=_progress("build-lut"),
@@ -431,7 +437,8 @@ def configure_latency(latency: argparse.ArgumentParser) -> None:
     build.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     build.add_argument("--netadapt-grid", action="store_true",
                        help="also every layer on NetAdapt's pruning grid of each spec (netadapt.grid; multiples of 8)")
-    build.add_argument("--grid-step", type=int, default=4, help="every n-th width on that grid (default 4)")
+    build.add_argument("--grid-step", type=int, default=DEFAULT_GRID_STEP,
+                       help=f"every n-th width on that grid (default {DEFAULT_GRID_STEP}, as nas netadapt's)")
     build.add_argument("--calibrate", type=int, default=10, metavar="N",
                        help="fit the calibration on N end-to-end measurements (default 10; 0 = none)")
     build.add_argument("--chunk", type=int, default=40, help="pieces per worker process (default 40)")

@@ -11,6 +11,7 @@ from nas.spec.arch import ArchSpec
 from nas.spec.config import read_yaml
 from nas.spec.errors import ConfigError
 from netadapt.config import NetAdaptConfig, read_saved_config
+from netadapt.grid import DEFAULT_GRID_STEP
 from netadapt.run import run_netadapt
 
 # CLI flag -> NetAdaptConfig field (None values are not overrides)
@@ -133,7 +134,8 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
                         help="proposals fine-tuned in parallel on Ray (default 2; 1 runs them here without Ray)")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
     parser.add_argument("--lut-grid-step", type=int, default=None,
-                        help="when building the table: measure every N-th width (interpolate between; default 1)")
+                        help=f"when building the table: measure every N-th width (interpolate between; "
+                             f"default {DEFAULT_GRID_STEP})")
     parser.add_argument("--lut-calibration", type=int, default=None,
                         help="when building the table: combined shrinks measured end to end, with the seed, to "
                              "calibrate it (4, so 5 networks)")

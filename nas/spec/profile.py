@@ -135,14 +135,20 @@ def profile(spec: ArchSpec, resolution: int | None = None) -> Profile:
 
 
 def format_table(result: Profile) -> str:
-    """The per-layer table and totals as aligned text."""
-    header = f"{'layer':<14} {'op':<30} {'input':>15} {'output':>15} {'params':>10} {'MAdds':>12}"
-    lines = [header, "-" * len(header)]
+    """The per-layer table and totals as aligned text: every column as wide as its widest cell."""
+    cells = [("layer", "op", "input", "output", "params", "MAdds")]
     for row in result.layers:
-        shape_in = "x".join(str(v) for v in row.input_shape)
-        shape_out = "x".join(str(v) for v in row.output_shape)
-        lines.append(f"{row.name:<14} {row.op:<30} {shape_in:>15} {shape_out:>15} "
-                     f"{row.params:>10,} {row.madds:>12,}")
+        cells.append((row.name, row.op, "x".join(str(v) for v in row.input_shape),
+                      "x".join(str(v) for v in row.output_shape), f"{row.params:,}", f"{row.madds:,}"))
+    widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
+    left = (True, True, False, False, False, False)  # names and ops read left to right, numbers align right
+
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(value.ljust(width) if flush else value.rjust(width)
+                         for value, width, flush in zip(values, widths, left)).rstrip()
+
+    header = line(cells[0])
+    lines = [header, "-" * len(header)] + [line(values) for values in cells[1:]]
     lines.append("-" * len(header))
     lines.append(f"resolution {result.resolution}  params {result.params:,} (trainable)  "
                  f"{result.params_with_bn_stats:,} (with BN stats)  MAdds {result.madds / 1e6:.1f}M")

@@ -62,6 +62,10 @@ def _set_device(device: str, mode: str) -> None:
         raise NasError(f"device {device!r} is not available here: {str(error).splitlines()[0]}") from None
 
 
+def _silent(line: str) -> None:
+    """A log that says nothing (the ranks other than 0)."""
+
+
 def _init_distributed() -> tuple[int, int]:
 
     try:
@@ -152,6 +156,8 @@ def run_training(spec: ArchSpec, recipe: Recipe, data_source: str, out_dir: str 
     _set_device(device, recipe.system.mode)
     rank, size = _init_distributed() if distribute else (0, 1)
     writer = rank == 0
+    if not writer:  # under msrun every rank runs this: only rank 0 speaks, as only it writes
+        log = _silent
     if device == "CPU" and config.amp_level != "O0":
         log(f"AMP {config.amp_level} is for accelerators; using O0 on the CPU")
         config = config.replace(amp_level="O0")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -228,3 +230,15 @@ def test_study_state_must_match_the_storage(space, tmp_path) -> None:
     run(controller, "random", 2)
     with pytest.raises(ControllerError, match="holds 5 trials"):
         make_controller("random", space, 0, storage=storage, study_name="x").load_state_dict(state)
+
+
+def test_optuna_controllers_print_no_info_lines() -> None:
+    """Optuna's "A new study created in memory" and per-trial INFO lines never reach the console."""
+    code = ("from controllers import make_controller\nfrom search_spaces import get_space\n"
+            "for name in ('tpe', 'nsga2', 'random'):\n"
+            "    ctrl = make_controller(name, get_space('mnasnet'), seed=0)\n"
+            "    trial = ctrl.ask()\n"
+            "    ctrl.tell(trial, (0.5, 1.0) if name == 'nsga2' else 0.5)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "[I " not in result.stderr + result.stdout and "new study created" not in result.stderr

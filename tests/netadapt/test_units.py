@@ -184,3 +184,11 @@ def test_a_plot_refuses_latencies_of_two_stamps() -> None:
         axis_stamp({"campaign 'a'": [one], "NetAdapt run 'b'": [two]})
     assert "campaign 'a'" in str(error.value) and "NetAdapt run 'b'" in str(error.value)
     assert one.brief() in str(error.value) and two.brief() in str(error.value)
+
+
+def test_one_grid_step_default_for_both_table_builders() -> None:
+    """`nas netadapt --lut-grid-step` and `nas latency build-lut --grid-step` default alike."""
+    from nas.cli.main import build_parser
+
+    build = build_parser(["latency"]).parse_args(["latency", "build-lut", "--refs", "--out", "luts"])
+    assert NetAdaptConfig(budget_ratio=0.5).lut_grid_step == build.grid_step > 1

@@ -8,7 +8,7 @@ import pytest
 
 from nas.models.builder import build_network
 from nas.models.netcount import count_network
-from nas.spec.profile import profile
+from nas.spec.profile import format_table, profile
 from search_spaces import references
 
 # MindCV model name -> (our reference, width). The expected numbers come from running MindCV.
@@ -87,3 +87,15 @@ def test_profile_does_not_import_mindspore() -> None:
             "nas.spec.profile.profile(r.get('mixnet_s'));"
             "assert 'mindspore' not in sys.modules, 'mindspore was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["mnasnet_a1", "mobilenet_v3_large", "mobilenet_v3_small"])
+def test_table_columns_align(name: str) -> None:
+    """Every row's numeric columns end where the header's do, and no cell runs into the next."""
+    lines = format_table(profile(references.get(name))).splitlines()
+    header, rows = lines[0], [line for line in lines[2:] if not line.startswith(("-", "resolution"))]
+    ends = [header.index(title) + len(title) for title in ("input", "output", "params", "MAdds")]
+    for row in rows:
+        assert len(row) == len(header), row
+        for end in ends:
+            assert row[end - 1] != " " and (end == len(row) or row[end] == " "), (row, end)
