@@ -22,9 +22,11 @@ import pandas as pd
 from latency.stamp import DeviceStamp
 
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
-           "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "status",
+           "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "setup_s",
+           "compile_s", "steps_s", "eval_s", "status",
            "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "seed_measured_ms", "latency_ms",
            "latency_high_ms", "iteration_s")
+SPLIT_COLUMNS = ("setup_s", "compile_s", "steps_s", "eval_s")  # where a proposal's finetune_s went
 CSV_NAME = "history.csv"
 STAMP_NAME = "stamp.json"
 PARQUET_NAME = "history.parquet"
@@ -99,6 +101,9 @@ def read_history(path: str | Path) -> Any:
         frame = pd.read_parquet(path)
     else:
         frame = pd.read_csv(path, keep_default_na=True)
+    for name in SPLIT_COLUMNS:  # added later: a history written before them reads with NaN there
+        if name not in frame.columns:
+            frame[name] = math.nan
     missing = [name for name in COLUMNS if name not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a NetAdapt history (no column {missing[0]!r})")

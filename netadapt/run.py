@@ -565,6 +565,7 @@ class NetAdapt:
                          "outcome": outcome.to_dict()})
             status = f"top1 {outcome.top1:.4f}" if outcome.ok else f"failed: {outcome.error}"
             memory = f", peak {outcome.peak_rss_mb:.0f} MiB" if outcome.peak_rss_mb is not None else ""
+            memory += f"; {outcome.split()}" if outcome.split() else ""
             self.log(f"  {outcome.key}: {by_key[outcome.key].width_before} -> {by_key[outcome.key].width}, "
                      f"est {by_key[outcome.key].estimated_ms:.3f} ms, {status} ({outcome.seconds:.1f} s{memory})")
         ordered = [(p, outcomes[p.key]) for p in proposals]
@@ -584,6 +585,8 @@ class NetAdapt:
                    "constraint_ms": constraint, "predicted_ms": proposal.predicted_ms,
                    "estimated_ms": proposal.estimated_ms, "relaxed": relaxed, "top1": result.top1, "top5": result.top5,
                    "loss": result.loss, "train_loss": result.train_loss, "finetune_s": result.seconds,
+                   "setup_s": result.setup_s, "compile_s": result.compile_s, "steps_s": result.steps_s,
+                   "eval_s": result.eval_s,
                    "status": "ok" if result.ok else "failed", "error": result.error or "",
                    "chosen": proposal is chosen}
             if proposal is chosen:

@@ -271,6 +271,7 @@ class Trainer:
         self.device_lock = device_lock
         self.lock_timeout = lock_timeout
         self._compiled = False
+        self.compile_seconds = 0.0  # the training graph's compile (GRAPH mode; 0 until the first step)
 
     def _step(self, images: Any, labels: Any) -> float:
         """One optimisation step; returns its loss (reading it waits for the step to finish)."""
@@ -278,11 +279,13 @@ class Trainer:
             output = self.step_cell(images, labels)
             return float((output[0] if isinstance(output, tuple) else output).asnumpy())
 
+        if not self._compiled:  # compiling takes seconds and runs no kernels: do it outside the lock, timed
+            started = time.perf_counter()
+            _compile(self.step_cell, images, labels)
+            self.compile_seconds = time.perf_counter() - started
+            self._compiled = True
         if self.device_lock is None:
             return run()
-        if not self._compiled:  # compiling takes seconds and runs no kernels: do it outside the lock
-            _compile(self.step_cell, images, labels)
-            self._compiled = True
         # Held per step, not per run: a waiting latency measurement slips in between two steps.
         with hold_device(self.device_lock, exclusive=False, timeout=self.lock_timeout):
             return run()

@@ -76,11 +76,23 @@ def _train_and_score(spec: ArchSpec, data: Any, config: TrainConfig, device: str
                        eval_seconds=eval_seconds)
 
 
-def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int, *, device_lock: str | None = None) -> float:
+@dataclass(frozen=True)
+class FineTune:
+    """A short fine-tune: its mean training loss, the steps taken, and where its time went: the
+    training graph's compile, and the steps themselves (data loading included)."""
+
+    loss: float
+    steps: int
+    compile_seconds: float
+    step_seconds: float
+
+
+def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int, *, device_lock: str | None = None) -> FineTune:
     """Train ``net`` in place for ``steps`` steps at a constant LR (NetAdapt's short-term fine-tune).
 
     ``device_lock`` names a device to hold shared around every step (see :class:`Trainer`).
     """
+    started = time.perf_counter()
     constant = config.replace(schedule="constant", warmup_epochs=0.0, epochs=1)
     per_epoch = data.steps_per_epoch(config.batch_size)
     trainer = Trainer(net, constant, max(steps, 1), device_lock=device_lock)
@@ -94,4 +106,6 @@ def fine_tune(net: Any, data: Any, config: TrainConfig, steps: int, *, device_lo
             losses.append(mean)
         if done >= steps:
             break
-    return float(np.mean(losses)) if losses else float("nan")
+    loss = float(np.mean(losses)) if losses else float("nan")
+    compiled = trainer.compile_seconds
+    return FineTune(loss, done, compiled, time.perf_counter() - started - compiled)
