@@ -38,12 +38,13 @@ SMALL = (
     (r"(check --lut \S+) --samples 3", r"\1 --samples 2 --max-seconds 2"),
     (r"--samples 20", "--samples 6 --rounds 0 --max-seconds 2"),
     (r"--budget-ratio 0\.5", "--budget-ratio 0.9 --schedule fixed --fixed-ratio 0.1 --targets head "
-                             "--short-term-steps 2 --long-term-epochs 0 --max-iters 1 --workers 1"),
+                             "--short-term-steps 2 --long-term-epochs 0 --max-iters 1 --workers 1 --lut-calibration 0 "
+                             "--latency-repeats 1"),
     (r"--max-iters 20", "--max-iters 2"),
     (r"--config experiments/netadapt/demo\.yaml", "--config experiments/netadapt/demo.yaml --budget-ratio 0.9 "
                                                    "--schedule fixed --fixed-ratio 0.1 --targets head "
                                                    "--short-term-steps 2 --long-term-epochs 0 --max-iters 1 "
-                                                   "--workers 1"),
+                                                   "--workers 1 --lut-calibration 0 --latency-repeats 1"),
 )
 
 
@@ -102,6 +103,7 @@ def test_readme_shell_blocks_run_top_to_bottom(readme_dir: Path) -> None:
     demo = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     demo.update(budget={"trials": 2}, baselines={"widths": [0.35, 0.5]}, workers=1)
     demo["evaluator"]["train"]["epochs"] = 1
+    demo["evaluator"]["subset"] = 400  # of digits' 1,437 training images
     demo["latency"]["max_seconds"] = 3
     (readme_dir / "small_demo.yaml").write_text(yaml.safe_dump(demo))
     recipe = yaml.safe_load((ROOT / "experiments" / "recipes" / "digits_cpu.yaml").read_text())
