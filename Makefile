@@ -27,8 +27,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The slowest tests are listed at the end (CI's limit is 90 minutes: watch what grows).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"

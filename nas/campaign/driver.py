@@ -38,7 +38,16 @@ from nas.campaign.config import CampaignConfig
 from nas.campaign.evaluate import Evaluation, ScreenGate, evaluate_candidate
 from nas.campaign.results import trials_frame, write_tables
 from nas.campaign.rundir import RunDir
-from nas.campaign.study import INTERRUPTED, RUNNING, CampaignError, CampaignStudy, check_storage
+from nas.campaign.study import (
+    INTERRUPTED,
+    RUNNING,
+    STORAGE_ERRORS,
+    CampaignError,
+    CampaignStudy,
+    StorageLostError,
+    check_storage,
+    wait_for_storage,
+)
 from nas.runtime.devicelock import device_lock
 from nas.runtime.pool import JobPool, Outcome
 from nas.spec.arch import ArchSpec
@@ -52,6 +61,10 @@ from search_spaces import SearchSpace, get_space
 # of a process, so a worker that trained hundreds of networks would hold all their graphs. A new
 # worker costs a few seconds (a process start and the MindSpore import), under 10% of a trial.
 RECYCLE_AFTER = 8
+# A storage that stops answering (a PostgreSQL restart) is waited for this long, at most this many
+# times per command, before the campaign stops with the error (finished trials stay in the storage).
+STORAGE_PATIENCE_S = 120.0
+STORAGE_RECONNECTS = 5
 
 
 @dataclass
@@ -184,8 +197,12 @@ class Campaign:
     """One campaign: controller, storage, Ray job pool. ``run()`` evaluates up to the budget."""
 
     def __init__(self, config: CampaignConfig, runs_dir: str | Path = "runs", *,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 evaluate: Callable[..., Evaluation] = evaluate_candidate) -> None:
+        """``evaluate`` is what the Ray workers run per candidate, with :func:`evaluate_candidate`'s
+        arguments; only benchmarks of the driver itself pass another one."""
         self.config = config
+        self.evaluate = evaluate
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         check_dataset(config)
         check_predictor(config)
@@ -284,6 +301,7 @@ class Campaign:
         evaluated = self.study.evaluated()
         stopped_early = False
         interrupted = False
+        lost: BaseException | None = None  # the storage stopped answering
 
         def deadline_passed() -> bool:
             return config.budget.wall_time_s is not None and time.monotonic() - started > config.budget.wall_time_s
@@ -291,7 +309,7 @@ class Campaign:
         def ensure_pool() -> JobPool:
             nonlocal pool
             if pool is None:
-                pool = JobPool(evaluate_candidate, workers=config.workers, num_cpus=config.evaluator.threads,
+                pool = JobPool(self.evaluate, workers=config.workers, num_cpus=config.evaluator.threads,
                                address=config.address, max_retries=config.retries,
                                timeout_s=config.evaluator.timeout_s, what="evaluation",
                                timeout_hint="evaluator.timeout_s", recycle_after=RECYCLE_AFTER)
@@ -350,18 +368,30 @@ class Campaign:
             except KeyboardInterrupt:
                 interrupted = True
                 self.log("interrupted: stopping the running trials; re-run the same command to resume")
+            except STORAGE_ERRORS as error:
+                lost = error
             finally:
                 unfinished = (pool.cancel_all() if pool is not None else []) + \
                     [job for jobs in waiting.values() for job in jobs]
-                for job in unfinished:
-                    if isinstance(job, CandidateJob):  # a cancelled baseline is simply evaluated next time
-                        self._tell_failure(job, INTERRUPTED)
+                if lost is None:  # with the storage gone, a resume fails its RUNNING trials instead
+                    for job in unfinished:
+                        if isinstance(job, CandidateJob):  # a cancelled baseline is simply evaluated next time
+                            self._tell_failure(job, INTERRUPTED)
                 if pool is not None:
                     pool.close()
-                write_tables(trials_frame(self.study.trials()), self.run_dir)
+                if lost is None:
+                    write_tables(trials_frame(self.study.trials()), self.run_dir)
         if interrupted:
             raise KeyboardInterrupt
+        if lost is not None:
+            cause = str(lost.__cause__ or lost).strip().splitlines()
+            raise StorageLostError(f"storage {self.storage_url} stopped answering: "
+                                   f"{cause[0] if cause else type(lost).__name__}")
         return self._summary(progress, started, stopped_early)
+
+    def close(self) -> None:
+        """Release the run directory (another driver, or a resumed one, may then hold it)."""
+        self.rundir.release()
 
     def _run_baselines(self, jobs: list[BaselineJob], pool: JobPool, stop: "StopRequest") -> None:
         """Evaluate the missing baselines (``workers`` at a time) before the search, as its trials are
@@ -499,6 +529,29 @@ class Campaign:
                                best_trial=best.number if best else None,
                                wall_seconds=time.monotonic() - started, stopped_early=stopped_early,
                                comparison=comparison)
+
+
+def run_campaign(config: CampaignConfig, runs_dir: str | Path = "runs", *, rerun_failed: bool = False,
+                 log: Callable[[str], None] | None = None, patience_s: float = STORAGE_PATIENCE_S,
+                 reconnects: int = STORAGE_RECONNECTS) -> CampaignSummary:
+    """Run a campaign to its budget, riding out storage outages: when the storage stops answering
+    (a database server restarted), wait up to ``patience_s`` for it, then resume as a re-run of
+    the command would: the trials that were in flight fail as interrupted and are evaluated again,
+    finished ones are kept. At most ``reconnects`` outages; the next one stops with the error."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    for attempt in range(reconnects + 1):
+        campaign = Campaign(config, runs_dir, log=log)
+        try:
+            return campaign.run(rerun_failed=rerun_failed and attempt == 0)
+        except StorageLostError as error:
+            if attempt == reconnects:
+                raise StorageLostError(f"{error}; {reconnects} outages already ridden out. Finished trials are "
+                                       "kept: re-run the same command to resume") from None
+            log(f"{error}; waiting up to {patience_s:.0f} s for it, then resuming")
+            wait_for_storage(campaign.storage_url, patience_s, log)
+        finally:
+            campaign.close()
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 class StopRequest:

@@ -82,6 +82,12 @@ class RunDir:
                                 "share its study, start the other driver with its own --runs-dir") from None
         self._lock = handle
 
+    def release(self) -> None:
+        """Give up the lock taken by :meth:`hold` (nothing if it was not held)."""
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops its flock
+            self._lock = None
+
     def lineage(self) -> set[str]:
         """The drivers that ran from this directory before."""
         path = self.path / DRIVERS_FILE

@@ -5,14 +5,23 @@ trials that a dead driver left RUNNING.
 A driver writes ``heartbeat:<driver id>`` into the study every :data:`HEARTBEAT_EVERY_S`; a
 driver whose heartbeat is older than :data:`HEARTBEAT_STALE_S` is taken for dead, and its
 RUNNING trials become FAIL ("interrupted") so the restored controller can propose again.
+
+A storage that goes away mid-campaign (a database server restarted) surfaces as one of
+:data:`STORAGE_ERRORS`; the driver then stops its loop with :class:`StorageLostError`, and
+:func:`wait_for_storage` waits, bounded, until the storage answers again so that the campaign can
+be resumed like any interrupted one. An SQLite file is checked with ``PRAGMA quick_check`` before
+use: a corrupt or truncated ``study.db`` is a named error and is never written to.
 """
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import optuna
+import sqlalchemy.exc
 
 from nas.campaign.config import CampaignConfig, default_storage, load_config
 from nas.spec.errors import NasError
@@ -24,6 +33,11 @@ HEARTBEAT_STALE_S = 120.0
 COMPLETE = optuna.trial.TrialState.COMPLETE
 FAIL = optuna.trial.TrialState.FAIL
 RUNNING = optuna.trial.TrialState.RUNNING
+# What a lost connection to the storage raises: Optuna wraps errors inside its sessions, SQLAlchemy
+# raises directly when a connection cannot be made.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError,
+                                                   sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+STORAGE_POLL_S = 2.0
 
 
 class CampaignError(NasError):
@@ -34,6 +48,34 @@ class RunNotFoundError(NasError):
     """The run directory or its study does not exist."""
 
 
+class StorageLostError(CampaignError):
+    """The storage stopped answering during a campaign; finished trials are in it, unharmed."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an ``sqlite:///<path>`` URL (None for other storages and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_sqlite_file(path: Path) -> None:
+    """A corrupt or truncated SQLite file is a named error; the file is opened read-only, so it is
+    left exactly as it was. A missing or empty file is fine (Optuna creates its tables)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.Error as error:
+        found = (str(error),)
+    if found != ("ok",):
+        raise CampaignError(f"{str(path)!r} is not a readable SQLite study ({found[0] if found else 'no answer'}); it "
+                            "was left as it is: restore it from a copy, or start a campaign under another name")
+
+
 def check_storage(url: str, attempts: int = 5) -> None:
     """Connect to the storage once; an unreachable database is a one-line error.
 
@@ -42,6 +84,9 @@ def check_storage(url: str, attempts: int = 5) -> None:
     """
     if url.startswith("postgresql"):
         optional_import("psycopg2")  # missing: one line with the install hint, not SQLAlchemy's traceback
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path)
     for attempt in range(attempts):
         storage = None
         try:
@@ -58,6 +103,25 @@ def check_storage(url: str, attempts: int = 5) -> None:
         finally:
             if storage is not None:
                 storage.engine.dispose()
+
+
+def wait_for_storage(url: str, patience_s: float, log: Callable[[str], None]) -> None:
+    """Poll the storage every :data:`STORAGE_POLL_S` until it answers, for at most ``patience_s``;
+    still unreachable then: :class:`StorageLostError` saying how to resume."""
+    deadline = time.monotonic() + patience_s
+    for attempt in range(int(patience_s / STORAGE_POLL_S) + 2):
+        try:
+            check_storage(url, attempts=1)
+            if attempt:
+                log(f"storage {url} answers again")
+            return
+        except CampaignError as error:
+            if time.monotonic() >= deadline:
+                raise StorageLostError(f"{error}; gave up after {patience_s:.0f} s. Finished trials are kept in it: "
+                                       "re-run the same command to resume once it is back") from None
+        time.sleep(STORAGE_POLL_S)
+    raise StorageLostError(f"storage {url} did not answer within {patience_s:.0f} s; re-run the same command to "
+                           "resume once it is back")
 
 
 def open_study(run_dir: str | Path) -> tuple[Any, CampaignConfig]:

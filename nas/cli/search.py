@@ -5,7 +5,8 @@ import argparse
 import dataclasses
 
 from nas.campaign.config import load_config
-from nas.campaign.driver import Campaign
+from nas.campaign.driver import run_campaign
+from nas.campaign.rundir import RunDir
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -18,11 +19,11 @@ def _search(args: argparse.Namespace) -> int:
     if args.trials is not None:
         changes["budget"] = dataclasses.replace(config.budget, trials=args.trials)
     config = dataclasses.replace(config, **changes)
-    campaign = Campaign(config, args.runs_dir)
     try:
-        summary = campaign.run(rerun_failed=args.rerun_failed)
+        summary = run_campaign(config, args.runs_dir, rerun_failed=args.rerun_failed)
     except KeyboardInterrupt:
-        print(f"stopped; finished trials are stored in {campaign.run_dir}. Resume: nas search -c {args.config}")
+        print(f"stopped; finished trials are stored in {RunDir(config, args.runs_dir).path}. "
+              f"Resume: nas search -c {args.config}")
         return 130
     best = f"best reward {summary.best_reward:.4f} (trial {summary.best_trial})" if summary.best_trial is not None \
         else "no finished trials"

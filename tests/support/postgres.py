@@ -49,14 +49,25 @@ class PostgresServer:
     def _run(self, *command: str) -> None:
         subprocess.run([*self.prefix, *command], check=True, capture_output=True, timeout=120, cwd="/")
 
-    def start(self) -> str:
-        data = self.folder / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "nas", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.folder / "log"), "-w",
-                  "start")
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "nas", "nas")
+    @property
+    def url(self) -> str:
         return f"postgresql+psycopg2://nas@127.0.0.1:{self.port}/nas"
+
+    def start(self) -> str:
+        self._run(str(self.bin / "initdb"), "-D", str(self.folder / "data"), "-U", "nas", "--auth=trust", "-E", "UTF8")
+        self.resume()
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "nas", "nas")
+        return self.url
+
+    def pause(self) -> None:
+        """Stop the server as a restart does (its data stays): clients lose their connections."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server (again) on the same port and data."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options, "-l",
+                  str(self.folder / "log"), "-w", "start")
 
     def stop(self) -> None:
         try:

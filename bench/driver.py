@@ -1,0 +1,167 @@
+"""Campaign driver overhead at MnasNet's scale (about 8,000 sampled models in one search).
+
+The real driver (:class:`nas.campaign.driver.Campaign`: the controller, Optuna storage on SQLite
+and on PostgreSQL, Ray tasks, the controller state saved after every tell) runs with an
+evaluator that returns at once: :func:`instant_evaluation`, the SURROGATE model of
+``bench.controllers`` (accuracy and latency as functions of the decoded spec). It lives here, in
+``bench/``, and is passed through ``Campaign(evaluate=...)``; the product never uses it.
+
+For each controller and storage one campaign runs to the largest ``--trials`` checkpoint. The
+trials' completion times give the driver's cost per trial *at* each checkpoint n (the mean gap
+between completions over the trials (0.9 n, n]), the mean over the first n, and the growth: the
+exponent of cumulative wall time against n between the first and last checkpoints (1.0 is
+linear), and the ratio of the per-trial cost at the last checkpoint to that at the first.
+
+    python -m bench.driver [--trials 100,1000,8000] [--controllers rl,tpe] [--storages sqlite,postgresql]
+                           [--workers 2] [--postgres-url URL]
+
+Without ``--postgres-url`` a throwaway PostgreSQL server is started from Debian's ``postgresql``
+package (as the tests do). Target: <= 50 ms per trial at 8,000, with no super-linear growth.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from bench.common import write_report
+from bench.controllers import TARGET_MS, W, surrogate
+from nas.campaign.config import config_from_dict
+from nas.campaign.driver import Campaign
+from nas.campaign.evaluate import Evaluation
+from nas.spec.arch import ArchSpec
+
+
+def instant_evaluation(spec_yaml: str, evaluator: Any, latency: Any, seed: int, gate: Any = None) -> Evaluation:
+    """The benchmark's evaluator, with ``evaluate_candidate``'s arguments: the surrogate's accuracy
+    and latency of the spec, at once (nothing is trained or measured)."""
+    accuracy, latency_ms = surrogate(ArchSpec.from_yaml(spec_yaml))
+    return Evaluation(latency_ms=latency_ms, latency_source="measured", measure_seconds=0.0, accuracy=accuracy,
+                      proxy_epochs=0, proxy_steps=0)
+
+
+def campaign_config(name: str, controller: str, storage: str | None, trials: int, workers: int) -> Any:
+    return config_from_dict({
+        "name": name, "seed": 0,
+        "space": {"name": "mnasnet", "options": {"num_classes": 10}},
+        "controller": {"name": controller, "options": {}},
+        "reward": {"kind": "soft", "target_ms": TARGET_MS, "w": W},
+        "latency": {"source": "measure", "device": "CPU", "threads": 1},
+        "evaluator": {"dataset": "digits", "resolution": 32},
+        "budget": {"trials": trials},
+        "baselines": "none",
+        "workers": workers,
+        **({"storage": storage} if storage else {}),
+    })
+
+
+def per_trial_ms(completions: list[float], n: int) -> float:
+    """Mean gap between completions over the trials (0.9 n, n], in ms."""
+    first = max(1, int(0.9 * n))
+    gaps = [completions[i] - completions[i - 1] for i in range(first, min(n, len(completions)))]
+    return 1000 * statistics.fmean(gaps) if gaps else math.nan
+
+
+def run_one(controller: str, storage_name: str, storage: str | None, checkpoints: list[int], workers: int,
+            runs_dir: Path) -> dict[str, Any]:
+    trials = max(checkpoints)
+    name = f"driver-{controller}-{storage_name}-{uuid.uuid4().hex[:6]}"
+    config = campaign_config(name, controller, storage, trials, workers)
+    lines = 0
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        nonlocal lines
+        lines += 1
+        if lines % 500 == 0:
+            print(f"  {controller}/{storage_name}: {line} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+    campaign = Campaign(config, runs_dir, log=log, evaluate=instant_evaluation)
+    try:
+        summary = campaign.run()
+    finally:
+        campaign.close()
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name=name, storage=campaign.storage_url)
+    done = sorted(t.datetime_complete.timestamp() for t in study.get_trials(deepcopy=False)
+                  if t.state.name == "COMPLETE" and t.datetime_complete is not None)
+    begin = min(t.datetime_start.timestamp() for t in study.get_trials(deepcopy=False) if t.datetime_start)
+    rows = []
+    for n in checkpoints:
+        cumulative = done[n - 1] - begin if len(done) >= n else math.nan
+        rows.append({"trials": n, "per_trial_ms_at_n": per_trial_ms(done, n),
+                     "mean_ms_over_first_n": 1000 * cumulative / n, "cumulative_s": cumulative})
+    first, last = rows[0], rows[-1]
+    exponent = (math.log(last["cumulative_s"] / first["cumulative_s"]) / math.log(last["trials"] / first["trials"])
+                if len(rows) > 1 and first["cumulative_s"] > 0 else math.nan)
+    return {"controller": controller, "storage": storage_name, "finished": summary.finished, "wall_s": wall,
+            "checkpoints": rows, "growth_exponent": exponent,
+            "growth_ratio": last["per_trial_ms_at_n"] / first["per_trial_ms_at_n"] if len(rows) > 1 else math.nan}
+
+
+def postgres(url: str | None, folder: Path) -> tuple[str, Any]:
+    """``url``, or a throwaway server's URL and the server (stop it when done)."""
+    if url:
+        return url, None
+    from tests.support.postgres import PostgresServer  # the tests' throwaway server, reused
+
+    (folder / "pg").mkdir()
+    (folder / "pg").chmod(0o755)
+    server = PostgresServer(folder / "pg" / "server")
+    return server.start(), server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", default="100,1000,8000", help="checkpoints; one campaign runs to the largest")
+    parser.add_argument("--controllers", default="rl,tpe")
+    parser.add_argument("--storages", default="sqlite,postgresql")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (evaluations in flight)")
+    parser.add_argument("--postgres-url", help="an existing PostgreSQL database (default: a throwaway server)")
+    args = parser.parse_args(argv)
+    checkpoints = sorted(int(n) for n in args.trials.split(","))
+    storages = args.storages.split(",")
+    folder = Path(tempfile.mkdtemp(prefix="nas-bench-driver-"))
+    folder.chmod(0o755)
+    server = None
+    results = []
+    try:
+        urls: dict[str, str | None] = {"sqlite": None}
+        if "postgresql" in storages:
+            urls["postgresql"], server = postgres(args.postgres_url, folder)
+        for controller in args.controllers.split(","):
+            for storage in storages:
+                print(f"{controller} on {storage}: {max(checkpoints)} trials ...", file=sys.stderr, flush=True)
+                results.append(run_one(controller, storage, urls[storage], checkpoints, args.workers,
+                                       folder / "runs"))
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    print("| controller | storage | trials n | ms per trial at n | mean ms over first n | cumulative s |")
+    print("|---|---|---|---|---|---|")
+    for result in results:
+        for row in result["checkpoints"]:
+            print(f"| {result['controller']} | {result['storage']} | {row['trials']} | "
+                  f"{row['per_trial_ms_at_n']:.1f} | {row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")
+    for result in results:
+        print(f"{result['controller']}/{result['storage']}: growth exponent {result['growth_exponent']:.2f} "
+              f"(1.0 = linear), per-trial cost {result['growth_ratio']:.2f}x from {checkpoints[0]} to "
+              f"{checkpoints[-1]}; wall {result['wall_s']:.0f} s")
+    write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The storage contract: what a campaign needs from its Optuna storage, run over SQLite and a real
+PostgreSQL server (Debian's ``postgresql``, which ``.ci/run`` installs).
+
+Create and resume, driver heartbeats and stale-driver recovery, two drivers on one study and
+concurrent tells, through the campaign's own study code (:mod:`nas.campaign.study`) and
+controllers. SQLite alone: a corrupt or truncated ``study.db`` is a named error and is never
+written. PostgreSQL alone: a server restart in the middle of ``nas search``.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from controllers import Failed
+from controllers.optuna_bridge import study_controller
+from nas.campaign.study import (
+    HEARTBEAT_STALE_S,
+    INTERRUPTED,
+    CampaignError,
+    CampaignStudy,
+    check_storage,
+    wait_for_storage,
+)
+from search_spaces import get_space
+from tests.support.campaign import tiny_config
+from tests.support.cli import run_nas_here
+from tests.support.postgres import PostgresServer, server_binaries
+
+SPACE = ("mnasnet", {"width": 0.25, "resolution": 16, "num_classes": 10})
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    if server_binaries() is None:
+        pytest.skip("PostgreSQL server is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg2")
+    folder = Path(tempfile.mkdtemp(prefix="nas-pg-"))  # not under tmp_path: 'postgres' must reach it
+    folder.chmod(0o755)
+    server = PostgresServer(folder / "server")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_server").url
+
+
+def _controller(storage: str, study_name: str, name: str = "random", seed: int = 0):
+    return study_controller(name, get_space(SPACE[0], **SPACE[1]), seed, storage=storage, study_name=study_name)
+
+
+def _study(storage: str, name: str) -> str:
+    """A fresh study name (the PostgreSQL database is shared by the module's tests)."""
+    check_storage(storage)
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _ask(controller, driver: str) -> int:
+    trial = controller.ask()
+    controller.set_user_attrs(trial.number, {"driver": driver, "arch_id": f"arch{trial.number}"})
+    return trial.number
+
+
+def test_create_then_resume_keeps_every_trial(storage: str) -> None:
+    name = _study(storage, "resume")
+    first = _controller(storage, name)
+    for value in (0.5, 0.25, 0.75):
+        first.tell(_ask(first, "a"), value, user_attrs={"reward": value})
+    running = _ask(first, "a")
+
+    again = CampaignStudy(_controller(storage, name).study, "b")  # a resumed driver opens the same study
+    assert [t.value for t in again.finished()] == [0.5, 0.25, 0.75]
+    assert [t.user_attrs["reward"] for t in again.finished()] == [0.5, 0.25, 0.75]
+    assert sorted(again.evaluated()) == ["arch0", "arch1", "arch2"]
+    assert [t.number for t in again.trials(optuna.trial.TrialState.RUNNING)] == [running]
+
+
+def test_heartbeats_keep_live_drivers_and_stale_ones_are_failed(storage: str) -> None:
+    name = _study(storage, "beats")
+    a = _controller(storage, name)
+    live = CampaignStudy(a.study, "driver-a")
+    live.heartbeat()
+    trial = _ask(a, "driver-a")
+    b = CampaignStudy(_controller(storage, name).study, "driver-b")
+
+    b.fail_stale(lineage=set())  # A beats: its trial stays
+    assert b.trials(optuna.trial.TrialState.RUNNING)[0].number == trial
+    b.fail_stale(lineage={"driver-a"}, keep=[trial])  # kept trials stay even for a dead driver
+    assert b.trials(optuna.trial.TrialState.RUNNING)[0].number == trial
+
+    a.study._storage.set_study_system_attr(a.study._study_id, "heartbeat:driver-a", time.time() - HEARTBEAT_STALE_S - 1)
+    b.fail_stale(lineage=set())  # A's heartbeat went stale: A is dead
+    failed = b.failed()
+    assert [t.number for t in failed] == [trial] and failed[0].user_attrs["error"] == INTERRUPTED
+
+
+def test_a_driver_of_this_run_directory_is_dead_whatever_its_heartbeat(storage: str) -> None:
+    name = _study(storage, "lineage")
+    a = _controller(storage, name)
+    CampaignStudy(a.study, "old").heartbeat()
+    trial = _ask(a, "old")
+    resumed = CampaignStudy(_controller(storage, name).study, "new")
+    resumed.fail_stale(lineage={"old"})
+    assert [t.number for t in resumed.failed()] == [trial]
+
+
+def test_controller_state_digests_keep_the_last_two(storage: str) -> None:
+    name = _study(storage, "digests")
+    study = CampaignStudy(_controller(storage, name).study, "d")
+    for digest in ("1" * 64, "2" * 64, "3" * 64):
+        study.record_state_digest("run", digest)
+    reopened = CampaignStudy(_controller(storage, name).study, "e")
+    assert reopened.state_digests("run") == ["2" * 64, "3" * 64] and reopened.state_digests("other") == []
+
+
+def _drive(storage: str, study_name: str, driver: str, trials: int, seed: int, ready) -> None:
+    """One driver in its own process: ask, beat and tell ``trials`` times."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    controller = _controller(storage, study_name, seed=seed)
+    study = CampaignStudy(controller.study, driver)
+    ready.wait(60)  # both drivers start their trials together
+    for index in range(trials):
+        number = _ask(controller, driver)
+        study.heartbeat()
+        if index == 1:
+            controller.tell(number, Failed("a failed evaluation"))
+        else:
+            controller.tell(number, float(number), user_attrs={"driver_index": index})
+
+
+def test_two_drivers_on_one_study_lose_nothing(storage: str) -> None:
+    name = _study(storage, "two")
+    _controller(storage, name)  # the first driver created the study
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    drivers = [context.Process(target=_drive, args=(storage, name, f"d{i}", 6, i, ready)) for i in range(2)]
+    for process in drivers:
+        process.start()
+    ready.set()
+    for process in drivers:
+        process.join(120)
+    assert [process.exitcode for process in drivers] == [0, 0]
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert len(trials) == 12 and len({t.number for t in trials}) == 12
+    for driver in ("d0", "d1"):
+        mine = [t for t in trials if t.user_attrs.get("driver") == driver]
+        assert [t.state.name for t in mine].count("COMPLETE") == 5 and len(mine) == 6
+    assert all(t.value == float(t.number) for t in trials if t.state.name == "COMPLETE")
+
+
+def test_concurrent_tells_are_all_stored(storage: str) -> None:
+    name = _study(storage, "tells")
+    controllers = [_controller(storage, name, seed=seed) for seed in range(4)]
+    asked = [[_ask(controller, f"t{i}") for _ in range(5)] for i, controller in enumerate(controllers)]
+    start = threading.Barrier(len(controllers))
+    errors: list[BaseException] = []
+
+    def tell_all(controller, numbers: list[int]) -> None:
+        try:
+            start.wait(30)
+            for number in numbers:
+                controller.tell(number, number / 100, user_attrs={"told_by": threading.get_ident()})
+        except BaseException as error:  # reported below, with the others
+            errors.append(error)
+
+    threads = [threading.Thread(target=tell_all, args=pair) for pair in zip(controllers, asked, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    done = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert sorted(t.number for t in done if t.state.name == "COMPLETE") == sorted(sum(asked, []))
+    assert all(t.value == t.number / 100 for t in done)
+
+
+# ----- SQLite: a damaged study.db ----------------------------------------------------------------
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _damaged_run(tmp_path: Path, how: str) -> tuple[Path, Path]:
+    """A run directory whose study.db is damaged ``how``; (config file, study.db)."""
+    from nas.campaign.config import config_from_dict
+
+    run = tmp_path / "runs" / "hurt"
+    run.mkdir(parents=True)
+    config = tmp_path / "hurt.yaml"
+    config.write_text(yaml.safe_dump(tiny_config("hurt")))
+    (run / "config.yaml").write_text(config_from_dict(tiny_config("hurt")).to_yaml())
+    db = run / "study.db"
+    controller = _controller(f"sqlite:///{db}", "hurt")
+    for value in range(30):
+        controller.tell(_ask(controller, "x"), float(value), user_attrs={"padding": "p" * 400})
+    data = db.read_bytes()
+    if how == "truncated":
+        db.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 64)
+    else:  # a page in the middle overwritten
+        page = 4096
+        db.write_bytes(data[: 2 * page] + b"\xff" * page + data[3 * page:])
+    return config, db
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "overwritten_page"])
+def test_a_damaged_study_db_is_named_and_never_written(tmp_path, monkeypatch, how: str) -> None:
+    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
+    config, db = _damaged_run(tmp_path, how)
+    before = _sha(db)
+    with pytest.raises(CampaignError, match="is not a readable SQLite study"):
+        check_storage(f"sqlite:///{db}")
+    for args in (("search", "-c", str(config), "--runs-dir", str(tmp_path / "runs")),
+                 ("results", str(db.parent)), ("plot", str(db.parent))):
+        result = run_nas_here(*args, cwd=tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert len(lines) == 1 and str(db) in lines[0] and "not a readable SQLite study" in lines[0], (args, lines)
+    assert _sha(db) == before
+
+
+def test_waiting_for_a_storage_that_never_comes_back_is_bounded(tmp_path) -> None:
+    started = time.monotonic()
+    with pytest.raises(CampaignError, match="re-run the same command to resume"):
+        wait_for_storage("postgresql+psycopg2://nobody@127.0.0.1:9/none", 3.0, lambda line: None)
+    assert time.monotonic() - started < 30
+
+
+# ----- PostgreSQL: a restart in the middle of a campaign --------------------------------------------
+
+def _finished(url: str, name: str) -> list:
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except Exception:  # not created yet (KeyError), or the server is restarting
+        return []
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+
+
+@pytest.mark.slow
+def test_a_postgresql_restart_mid_campaign_is_ridden_out(postgres_server, tmp_path, monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
+    url = postgres_server.url
+    name = f"restart-{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "pg.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(name, storage=url, budget={"trials": 3},
+                                                 controller={"name": "random", "options": {}})))
+    driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "-c", str(config), "--runs-dir",
+                               str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while len(_finished(url, name)) < 1 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        before = {t.number: t.user_attrs["arch_id"] for t in _finished(url, name)}
+        postgres_server.pause()
+        time.sleep(20)  # longer than a heartbeat's interval: the driver meets the outage
+        postgres_server.resume()
+        out, err = driver.communicate(timeout=500)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, err[-3000:]
+    done = _finished(url, name)
+    assert len(done) >= 3 and all(before[n] == a for n, a in ((t.number, t.user_attrs["arch_id"]) for t in done)
+                                  if n in before)
+    assert set(before) <= {t.number for t in done}  # finished before the restart: kept as they were
+    assert "stopped answering" in err and "answers again" in err, err[-3000:]  # it met the outage and waited
