@@ -13,10 +13,12 @@ from typing import Any, Mapping, Sequence
 from nas.spec.arch import ArchSpec
 from nas.spec.errors import SpecError
 from nas.spec.parts import BlockSpec, SESpec, make_divisible
+from nas.spec.profile import profile
 from search_spaces import get_space, references
 
 VARIANT_BASES = ("mobilenet_v2", "mnasnet_a1", "mobilenet_v3_large")
 REFERENCE_SPACE = "refs"
+CALIBRATION_POOL = 8  # candidates drawn per calibration network, to spread them over cost
 
 
 def reference_specs(names: Sequence[str] | None = None) -> list[ArchSpec]:
@@ -125,3 +127,30 @@ def source_specs(source: dict[str, Any], samples: int | None = None,
     if samples is not None and samples < len(specs):
         specs = random.Random(0 if seed is None else seed).sample(specs, samples)
     return specs, note
+
+
+def spread_by_cost(specs: Sequence[ArchSpec], count: int, resolution: int) -> list[ArchSpec]:
+    """``count`` of ``specs`` spread evenly over their multiply-adds at ``resolution``: the
+    cheapest, the costliest and evenly spaced ranks between (all of them when there are no more).
+
+    A calibration line fitted on networks of nearly equal cost is fitted on measurement noise:
+    three alike samples once gave a negative slope on a busy host, which the fit rightly refused.
+    """
+    if count >= len(specs):
+        return list(specs)
+    ranked = sorted(specs, key=lambda spec: (profile(spec, resolution).madds, spec.arch_id))
+    if count == 1:
+        return [ranked[len(ranked) // 2]]
+    picks = sorted({round(i * (len(ranked) - 1) / (count - 1)) for i in range(count)})
+    return [ranked[i] for i in picks]
+
+
+def calibration_specs(source: dict[str, Any], count: int, seed: int, resolution: int) -> list[ArchSpec]:
+    """The ``count`` networks a table's calibration is fitted on: drawn from ``source`` (a pool
+    of :data:`CALIBRATION_POOL` candidates per network for a space) and spread by
+    :func:`spread_by_cost`."""
+    if count <= 0:
+        return []
+    pool_size = count * CALIBRATION_POOL if source.get("kind") == "space" else None
+    pool, _ = source_specs(source, samples=pool_size, seed=seed)
+    return spread_by_cost(pool, count, resolution)

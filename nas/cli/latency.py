@@ -30,7 +30,7 @@ from latency.predictor import MODELS, UnseenKernelError, has_predictor, load_pre
 from latency.protocol import ANCHOR
 from latency.remote import RayLatencyBackend
 from latency.samples import ROLES, Sample, SampleStore, measure_missing
-from latency.sampling import load_spec_dir, source_specs, space_specs
+from latency.sampling import calibration_specs, load_spec_dir, source_specs, space_specs
 from latency.server import running_servers, stop_server
 from latency.stamp import PROTOCOLS, RUNTIMES, DeviceStamp
 from nas.campaign.config import load_config
@@ -140,14 +140,14 @@ def _build_lut(args: argparse.Namespace) -> int:
     settings = _settings(args)
     backend = _bare(settings)
     lut = LatencyLUT(args.out, backend.stamp(resolution=args.resolution), source=source)
-    calibration_specs = source_specs(source, samples=args.calibrate, seed=args.seed + 500)[0] if args.calibrate else []
-    wanted = [overhead_piece(), *unique_pieces([*specs, *calibration_specs], lut.resolution)]
+    calibrating = calibration_specs(source, args.calibrate, args.seed + 500, lut.resolution)
+    wanted = [overhead_piece(), *unique_pieces([*specs, *calibrating], lut.resolution)]
     todo = len(lut.missing(wanted))
     print(f"build-lut: {len(specs)} networks, {len(wanted)} pieces at {lut.resolution} px; {todo} to measure "
-          f"({len(wanted) - todo} already in {args.out}), then {len(calibration_specs)} calibration networks end "
+          f"({len(wanted) - todo} already in {args.out}), then {len(calibrating)} calibration networks end "
           f"to end (up to {settings.max_seconds:g} s each, plus export); the ETA follows the first piece",
           file=sys.stderr, flush=True)
-    built, report = build_and_calibrate(lut, backend, specs, calibration_specs,
+    built, report = build_and_calibrate(lut, backend, specs, calibrating,
                                         measure_backend=make_backend(settings, cache_path=args.cache),
                                         chunk=args.chunk, progress=_progress("build-lut"),
                                         measure_progress=_progress("measure end to end"))

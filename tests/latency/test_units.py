@@ -24,10 +24,11 @@ from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, accuracy, fit_calibration
 from latency.pieces import overhead_piece, spec_pieces, unique_pieces
 from latency.result import converged, median_interval
-from latency.sampling import load_spec_dir, reference_variants, space_specs
+from latency.sampling import calibration_specs, load_spec_dir, reference_variants, space_specs, spread_by_cost
 from latency.stamp import device_name, local_stamp, parse_device
 from nas.spec import SpecError
 from nas.spec.layers import plan_layers
+from nas.spec.profile import profile
 from search_spaces import references
 from tests.support.latency import tiny_spec
 
@@ -310,6 +311,22 @@ def test_reference_variants_are_valid_distinct_and_reproducible() -> None:
     assert any(block.se is not None for spec in first for block in spec.blocks)
     specs, note = space_specs("refs", 3, seed=0)
     assert len(specs) == 3 and "variants" in note
+
+
+def test_calibration_networks_span_the_cost_range_of_their_pool() -> None:
+    source = {"kind": "space", "name": "mnasnet", "samples": 1, "seed": 0}
+    pool, _ = space_specs("mnasnet", 24, seed=500)
+    costs = sorted(profile(spec, 224).madds for spec in pool)
+    picked = calibration_specs(source, 3, 500, 224)
+    assert calibration_specs(source, 3, 500, 224) == picked
+    picked_costs = [profile(spec, 224).madds for spec in picked]
+    assert picked_costs[0] == costs[0] and picked_costs[-1] == costs[-1]
+    assert picked_costs == sorted(picked_costs) and len(set(picked_costs)) == 3
+    # the first three draws of the same pool are what an unspread choice would have taken
+    first = sorted(profile(spec, 224).madds for spec in pool[:3])
+    assert picked_costs[-1] / picked_costs[0] >= first[-1] / first[0]
+    assert spread_by_cost(pool[:2], 5, 224) == pool[:2]
+    assert calibration_specs(source, 0, 500, 224) == []
 
 
 def test_a_bad_spec_file_in_a_directory_is_named(tmp_path) -> None:
