@@ -12,6 +12,11 @@ completions over the trials (0.9 n, n]), the mean over the first n, and the grow
 of cumulative wall time against n between the first and last checkpoints (1.0 is linear), and
 the ratio of the per-trial cost at the last checkpoint to that at the first.
 
+Beside the campaigns, the cost of storing one trial's record is compared side by side on each
+storage: ``--attrs`` user attributes written one commit each (Optuna's ``set_user_attr``) against
+one transaction (:func:`controllers.optuna_study.write_user_attrs`, what the driver uses),
+alternating on the same study; medians and their ratio.
+
 That end-to-end figure includes the Ray workers' own costs (a task's round trip, and a worker
 process started after every 8 evaluations, whose MindSpore import a real trial amortises). The
 driver's own share is reported beside it: the wall time less the time the driver sat blocked
@@ -40,6 +45,7 @@ import optuna
 
 from bench.common import write_report
 from bench.controllers import TARGET_MS, W, surrogate
+from controllers.optuna_study import write_user_attrs
 from nas.campaign.config import config_from_dict
 from nas.campaign.driver import Campaign
 from nas.campaign.evaluate import Evaluation
@@ -144,6 +150,27 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
             "growth_ratio": last["per_trial_ms_at_n"] / first["per_trial_ms_at_n"] if len(rows) > 1 else math.nan}
 
 
+def attribute_writes(url: str, attrs: int, rounds: int = 40) -> dict[str, Any]:
+    """Median ms to store ``attrs`` user attributes on a running trial, one commit each against one
+    transaction, alternating which goes first; and their ratio."""
+    study = optuna.create_study(storage=url, study_name=f"attrs-{uuid.uuid4().hex[:6]}")
+    record = {f"attr_{index:02d}": index * 0.5 for index in range(attrs)}
+    timings: dict[str, list[float]] = {"one_by_one": [], "at_once": []}
+    for round_ in range(rounds):
+        for way in ("one_by_one", "at_once") if round_ % 2 == 0 else ("at_once", "one_by_one"):
+            trial = study.ask()
+            started = time.perf_counter()
+            if way == "one_by_one":
+                for key, value in record.items():
+                    trial.set_user_attr(key, value)
+            else:
+                write_user_attrs(study, trial._trial_id, record)
+            timings[way].append(1000 * (time.perf_counter() - started))
+            study.tell(trial, 0.0)
+    one, once = statistics.median(timings["one_by_one"]), statistics.median(timings["at_once"])
+    return {"attrs": attrs, "rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
+
+
 def postgres(url: str | None, folder: Path) -> tuple[str, Any]:
     """``url``, or a throwaway server's URL and the server (stop it when done)."""
     if url:
@@ -164,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storages", default="sqlite,postgresql")
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (evaluations in flight)")
     parser.add_argument("--postgres-url", help="an existing PostgreSQL database (default: a throwaway server)")
+    parser.add_argument("--attrs", type=int, default=30,
+                        help="user attributes per trial record in the side-by-side write comparison (default 30)")
     args = parser.parse_args(argv)
     checkpoints = sorted(int(n) for n in args.trials.split(","))
     storages = args.storages.split(",")
@@ -171,10 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     folder.chmod(0o755)
     server = None
     results = []
+    writes: dict[str, dict[str, Any]] = {}
     try:
         urls: dict[str, str | None] = {"sqlite": None}
         if "postgresql" in storages:
             urls["postgresql"], server = postgres(args.postgres_url, folder)
+        for storage in storages:
+            url = urls[storage] or f"sqlite:///{folder / 'attrs.db'}"
+            writes[storage] = attribute_writes(url, args.attrs)
         for controller in args.controllers.split(","):
             for storage in storages:
                 print(f"{controller} on {storage}: {max(checkpoints)} trials ...", file=sys.stderr, flush=True)
@@ -196,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['blocked_ms_per_trial']:.1f} ms); growth exponent {result['growth_exponent']:.2f} "
               f"(1.0 = linear), per-trial cost {result['growth_ratio']:.2f}x from {checkpoints[0]} to "
               f"{checkpoints[-1]}; wall {result['wall_s']:.0f} s")
-    write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "results": results})
+    for storage, row in writes.items():
+        print(f"{storage}: a record of {row['attrs']} attributes stored one commit each {row['one_by_one_ms']:.1f} ms, "
+              f"in one transaction {row['at_once_ms']:.1f} ms: {row['ratio']:.1f}x (medians of {row['rounds']}, "
+              "alternating)")
+    write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "results": results,
+                            "attribute_writes": writes})
     return 0
 
 

@@ -23,6 +23,7 @@ import yaml
 
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
+from controllers.optuna_study import write_user_attrs
 from nas.campaign.study import (
     HEARTBEAT_STALE_S,
     INTERRUPTED,
@@ -76,6 +77,24 @@ def _ask(controller, driver: str) -> int:
     trial = controller.ask()
     controller.set_user_attrs(trial.number, {"driver": driver, "arch_id": f"arch{trial.number}"})
     return trial.number
+
+
+def test_a_record_written_in_one_transaction_equals_one_written_attribute_by_attribute(storage) -> None:
+    name = _study(storage, "attrs")
+    study = optuna.create_study(storage=storage, study_name=name)
+    record = {"accuracy": 0.5, "arch_id": "abc", "nested": {"a": [1, 2.5, None]}, "flag": False}
+    at_once, one_by_one = study.ask(), study.ask()
+    write_user_attrs(study, at_once._trial_id, record)
+    for key, value in record.items():
+        one_by_one.set_user_attr(key, value)
+    write_user_attrs(study, at_once._trial_id, {"accuracy": 0.75})  # overwrites, keeps the rest
+    one_by_one.set_user_attr("accuracy", 0.75)
+    reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert reread[0].user_attrs == reread[1].user_attrs == {**record, "accuracy": 0.75}
+    study.tell(at_once, 1.0)
+    with pytest.raises(RuntimeError, match="finished"):  # Optuna's UpdateFinishedTrialError
+        write_user_attrs(study, at_once._trial_id, {"late": 1})
+    assert "late" not in optuna.load_study(study_name=name, storage=storage).trials[0].user_attrs
 
 
 def test_create_then_resume_keeps_every_trial(storage: str) -> None:
