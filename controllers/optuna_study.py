@@ -158,9 +158,9 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
     storage = study._storage
     backend = getattr(storage, "_backend", storage)  # the RDB storage behind Optuna's cache
     write = getattr(backend, "_set_trial_attr_without_commit", None)
-    try:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
+    try:  # heavy (SQLAlchemy's models), and private: only the RDB storage path needs them
+        from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
+        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
     except ImportError:  # pragma: no cover - another Optuna layout: the public, slower way
         write = None
     if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
