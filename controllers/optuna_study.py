@@ -158,18 +158,19 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
     storage = study._storage
     backend = getattr(storage, "_backend", storage)  # the RDB storage behind Optuna's cache
     write = getattr(backend, "_set_trial_attr_without_commit", None)
-    try:  # heavy (SQLAlchemy's models), and private: only the RDB storage path needs them
-        from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
-        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
-    except ImportError:  # pragma: no cover - another Optuna layout: the public, slower way
-        write = None
-    if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-        return
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            write(session, models.TrialUserAttributeModel, trial_id, key, value)
+    if isinstance(backend, optuna.storages.RDBStorage) and write is not None:
+        try:  # private to Optuna's RDB storage, and imported only on that path
+            from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
+            from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
+        except ImportError:  # pragma: no cover - another Optuna layout: the public, slower way below
+            pass
+        else:
+            with _create_scoped_session(backend.scoped_session, True) as session:
+                for key, value in attrs.items():
+                    write(session, models.TrialUserAttributeModel, trial_id, key, value)
+            return
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
 
 
 def distributions(space: SearchSpace) -> dict[str, Any]:

@@ -24,7 +24,14 @@ from latency.errors import CalibrationError
 from latency.lut import LatencyLUT, accuracy, fit_calibration
 from latency.pieces import overhead_piece, spec_pieces, unique_pieces
 from latency.result import converged, median_interval
-from latency.sampling import calibration_specs, load_spec_dir, reference_variants, space_specs, spread_by_cost
+from latency.sampling import (
+    CALIBRATION_POOL,
+    calibration_specs,
+    load_spec_dir,
+    reference_variants,
+    space_specs,
+    spread_by_cost,
+)
 from latency.stamp import device_name, local_stamp, parse_device
 from nas.spec import SpecError
 from nas.spec.layers import plan_layers
@@ -315,7 +322,7 @@ def test_reference_variants_are_valid_distinct_and_reproducible() -> None:
 
 def test_calibration_networks_span_the_cost_range_of_their_pool() -> None:
     source = {"kind": "space", "name": "mnasnet", "samples": 1, "seed": 0}
-    pool, _ = space_specs("mnasnet", 24, seed=500)
+    pool, _ = space_specs("mnasnet", 3 * CALIBRATION_POOL, seed=500)
     costs = sorted(profile(spec, 224).madds for spec in pool)
     picked = calibration_specs(source, 3, 500, 224)
     assert calibration_specs(source, 3, 500, 224) == picked
