@@ -36,7 +36,7 @@ SMALL = (
     (r"--recipe experiments/recipes/digits_cpu\.yaml", "--recipe small_recipe.yaml"),
     (r"--samples 3 --calibrate 3 --out (\S+)", r"--samples 1 --calibrate 3 --out \1 --max-seconds 1 --tolerance 0.5"),
     (r"(check --lut \S+) --samples 3", r"\1 --samples 2 --max-seconds 2"),
-    (r"--samples 20", "--samples 6 --rounds 0 --max-seconds 2"),
+    (r"--samples 20", "--samples 6 --netadapt 4 --rounds 0 --max-seconds 2"),
     (r"--budget-ratio 0\.5", "--budget-ratio 0.9 --schedule fixed --fixed-ratio 0.1 --targets head "
                              "--short-term-steps 2 --long-term-epochs 0 --max-iters 1 --workers 1 --lut-calibration 0 "
                              "--latency-repeats 1"),

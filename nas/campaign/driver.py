@@ -254,7 +254,7 @@ class Campaign:
             if trial.state == RUNNING:
                 # Asked before the last save and running when the driver died: fail it for the
                 # controller, and evaluate its architecture again outside the controller.
-                self.controller.tell(number, Failed(INTERRUPTED))
+                self.controller.tell(number, Failed(INTERRUPTED), user_attrs={"error": INTERRUPTED})
                 self.to_rerun.append((dict(trial.params), trial.number))
             else:  # told to the study just before the driver died, but not yet to the controller
                 self.controller.replay(trial)
