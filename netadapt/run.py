@@ -554,7 +554,8 @@ class NetAdapt:
                                     out_ckpt=str(pending_dir / f"{name}.ckpt"), data=data.config, train=short,
                                     steps=self.config.short_term_steps, eval_batch=self.config.eval_batch,
                                     seed=job_seed, first_epoch=(iteration - 1) * self._epochs_per_iteration(data),
-                                    device=self.config.device, threads=threads))
+                                    device=self.config.device, threads=threads,
+                                    mode=self.config.proposal_mode()))
         if outcomes:
             self.log(f"iteration {iteration}: reusing {len(outcomes)} proposal(s) fine-tuned before the interruption")
         by_key = {p.key: p for p in proposals}

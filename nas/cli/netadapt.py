@@ -10,15 +10,15 @@ from nas.models.checkpoint import spec_for_checkpoint
 from nas.spec.arch import ArchSpec
 from nas.spec.config import read_yaml
 from nas.spec.errors import ConfigError
-from netadapt.config import NetAdaptConfig, read_saved_config
+from netadapt.config import FINETUNE_MODES, PYNATIVE_MAX_STEPS, NetAdaptConfig, read_saved_config
 from netadapt.grid import DEFAULT_GRID_STEP
 from netadapt.run import run_netadapt
 
 # CLI flag -> NetAdaptConfig field (None values are not overrides)
 _FIELDS = ("budget_ms", "budget_ratio", "max_iters", "schedule", "initial_ratio", "decay", "fixed_ratio", "selection",
-           "step_multiple", "min_width", "short_term_steps", "resolution", "latency_resolution", "latency_batch",
-           "latency_threads", "latency_repeats", "latency_address", "latency_runtime", "device", "workers", "seed",
-           "lut_grid_step", "lut_calibration")
+           "step_multiple", "min_width", "short_term_steps", "finetune_mode", "resolution", "latency_resolution",
+           "latency_batch", "latency_threads", "latency_repeats", "latency_address", "latency_runtime", "device",
+           "workers", "seed", "lut_grid_step", "lut_calibration")
 # CLI flag -> (fine-tune section, TrainConfig field)
 _TRAIN_FIELDS = {"batch_size": (("short_term", "long_term"), "batch_size"), "lr": (("short_term",), "lr"),
                  "long_term_epochs": (("long_term",), "epochs"), "long_term_lr": (("long_term",), "lr")}
@@ -100,6 +100,10 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
                         help="latency look-up table (nas latency build-lut); default: build one in <output>/lut")
     parser.add_argument("--config", default=None, help="NetAdapt settings YAML (flags override it)")
     parser.add_argument("--short-term-steps", type=int, default=None, help="fine-tune steps per proposal (default 100)")
+    parser.add_argument("--finetune-mode", choices=list(FINETUNE_MODES), default=None,
+                        help=f"execution mode of the proposals' fine-tunes (default auto: pynative up to "
+                             f"{PYNATIVE_MAX_STEPS} steps, where compiling a graph costs more than it saves; "
+                             f"graph above)")
     parser.add_argument("--long-term-epochs", type=int, default=None,
                         help="final fine-tune epochs (default 3; 0: none)")
     parser.add_argument("--max-iters", type=int, default=None, help="maximum iterations (default 10)")

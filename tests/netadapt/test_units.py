@@ -14,7 +14,7 @@ from nas.cli.plot import axis_stamp
 from nas.spec.errors import ConfigError
 from nas.spec.profile import profile
 from netadapt.algorithm import Candidate, Schedule, select, slope_score
-from netadapt.config import NetAdaptConfig, load_config
+from netadapt.config import PYNATIVE_MAX_STEPS, NetAdaptConfig, load_config
 from netadapt.estimates import AnchoredEstimate
 from netadapt.history import COLUMNS, History, Trajectory, load_trajectory, read_history, trajectory
 from netadapt.proposals import Target, TargetOptions, propose, smaller_widths, targets, valid_widths, width_of
@@ -106,6 +106,8 @@ def test_settings_are_checked_by_name(tmp_path) -> None:
         NetAdaptConfig(budget_ratio=0.5, targets=("expand", "neck"))
     with pytest.raises(ValueError, match="netadapt.selection"):
         NetAdaptConfig(budget_ratio=0.5, selection="best")
+    with pytest.raises(ValueError, match="netadapt.finetune_mode"):
+        NetAdaptConfig(budget_ratio=0.5, finetune_mode="jit")
     path = tmp_path / "netadapt.yaml"
     path.write_text("budget_ratio: 0.5\nshort_term_stepz: 10\n")
     with pytest.raises(ConfigError, match="short_term_stepz: unknown key"):
@@ -133,6 +135,15 @@ def test_trajectory_is_drawn_on_given_axes(tmp_path) -> None:
     line = draw_trajectory(ax, load_trajectory(tmp_path, name="run"))
     assert np.allclose(line.get_xdata(), [10, 9, 8, 7]) and ax.get_xlabel() == "latency (ms, measured)"
     plt.close(figure)
+
+
+def test_short_fine_tunes_run_op_by_op_and_long_ones_compiled() -> None:
+    few = NetAdaptConfig(budget_ratio=0.5, short_term_steps=PYNATIVE_MAX_STEPS)
+    many = few.replace(short_term_steps=PYNATIVE_MAX_STEPS + 1)
+    assert (few.proposal_mode(), many.proposal_mode()) == ("pynative", "graph")
+    assert many.replace(finetune_mode="pynative").proposal_mode() == "pynative"
+    assert few.replace(finetune_mode="graph").proposal_mode() == "graph"
+    assert few.differences(few.replace(finetune_mode="graph")) == []  # a resume may change it
 
 
 def test_the_shipped_demo_settings_load() -> None:
