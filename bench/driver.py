@@ -15,7 +15,10 @@ the ratio of the per-trial cost at the last checkpoint to that at the first.
 Beside the campaigns, the cost of storing one trial's record is compared side by side on each
 storage: ``--attrs`` user attributes written one commit each (Optuna's ``set_user_attr``) against
 one transaction (:func:`controllers.optuna_study.write_user_attrs`, what the driver uses),
-alternating on the same study; medians and their ratio.
+alternating on the same study; medians and their ratio. So is asking one trial of the MnasNet
+space's decisions (Optuna's ``study.ask`` with them as fixed distributions, a commit per
+decision) against the same ask inside :func:`controllers.optuna_study.params_in_one_transaction`
+(what the driver's ask uses).
 
 That end-to-end figure includes the Ray workers' own costs (a task's round trip, and a worker
 process started after every 8 evaluations, whose MindSpore import a real trial amortises). The
@@ -45,12 +48,13 @@ import optuna
 
 from bench.common import write_report
 from bench.controllers import TARGET_MS, W, surrogate
-from controllers.optuna_study import write_user_attrs
+from controllers.optuna_study import distributions, params_in_one_transaction, write_user_attrs
 from nas.campaign.config import config_from_dict
 from nas.campaign.driver import Campaign
 from nas.campaign.evaluate import Evaluation
 from nas.runtime.pool import JobPool
 from nas.spec.arch import ArchSpec
+from search_spaces import get_space
 
 
 def instant_evaluation(spec_yaml: str, evaluator: Any, latency: Any, seed: int, gate: Any = None) -> Evaluation:
@@ -171,6 +175,27 @@ def attribute_writes(url: str, attrs: int, rounds: int = 40) -> dict[str, Any]:
     return {"attrs": attrs, "rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
 
 
+def parameter_writes(url: str, rounds: int = 40) -> dict[str, Any]:
+    """Median ms to ask one trial of the MnasNet space's decisions (random values), one commit per
+    decision against one transaction, alternating which goes first; and their ratio."""
+    space = distributions(get_space("mnasnet"))
+    study = optuna.create_study(storage=url, study_name=f"params-{uuid.uuid4().hex[:6]}",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    timings: dict[str, list[float]] = {"one_by_one": [], "at_once": []}
+    for round_ in range(rounds):
+        for way in ("one_by_one", "at_once") if round_ % 2 == 0 else ("at_once", "one_by_one"):
+            started = time.perf_counter()
+            if way == "one_by_one":
+                trial = study.ask(space)
+            else:
+                with params_in_one_transaction(study):
+                    trial = study.ask(space)
+            timings[way].append(1000 * (time.perf_counter() - started))
+            study.tell(trial, 0.0)
+    one, once = statistics.median(timings["one_by_one"]), statistics.median(timings["at_once"])
+    return {"decisions": len(space), "rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
+
+
 def postgres(url: str | None, folder: Path) -> tuple[str, Any]:
     """``url``, or a throwaway server's URL and the server (stop it when done)."""
     if url:
@@ -201,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     results = []
     writes: dict[str, dict[str, Any]] = {}
+    asks: dict[str, dict[str, Any]] = {}
     try:
         urls: dict[str, str | None] = {"sqlite": None}
         if "postgresql" in storages:
@@ -208,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         for storage in storages:
             url = urls[storage] or f"sqlite:///{folder / 'attrs.db'}"
             writes[storage] = attribute_writes(url, args.attrs)
+            asks[storage] = parameter_writes(url)
         for controller in args.controllers.split(","):
             for storage in storages:
                 print(f"{controller} on {storage}: {max(checkpoints)} trials ...", file=sys.stderr, flush=True)
@@ -233,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{storage}: a record of {row['attrs']} attributes stored one commit each {row['one_by_one_ms']:.1f} ms, "
               f"in one transaction {row['at_once_ms']:.1f} ms: {row['ratio']:.1f}x (medians of {row['rounds']}, "
               "alternating)")
+    for storage, row in asks.items():
+        print(f"{storage}: an ask of {row['decisions']} decisions, one commit each {row['one_by_one_ms']:.1f} ms, "
+              f"in one transaction {row['at_once_ms']:.1f} ms: {row['ratio']:.1f}x (medians of {row['rounds']}, "
+              "alternating)")
     write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "results": results,
-                            "attribute_writes": writes})
+                            "attribute_writes": writes, "asks": asks})
     return 0
 
 

@@ -38,6 +38,7 @@ RUNNING = optuna.trial.TrialState.RUNNING
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError,
                                                    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 STORAGE_POLL_S = 2.0
+SQLITE_BUSY_WAIT_S = 60.0  # the integrity check waits this long for another process's write lock
 
 
 class CampaignError(NasError):
@@ -61,14 +62,22 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def check_sqlite_file(path: Path) -> None:
+def check_sqlite_file(path: Path, busy_wait_s: float = SQLITE_BUSY_WAIT_S) -> None:
     """A corrupt or truncated SQLite file is a named error; the file is opened read-only, so it is
-    left exactly as it was. A missing or empty file is fine (Optuna creates its tables)."""
+    left exactly as it was. A missing or empty file is fine (Optuna creates its tables). A file
+    whose write lock another process holds (a driver in the middle of a commit) is waited for, up to
+    ``busy_wait_s``; still locked after that, it is a named error of its own, not a corrupt file."""
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                                timeout=busy_wait_s)) as db:
             found = db.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error) or "busy" in str(error):
+            raise CampaignError(f"{str(path)!r} stayed locked by another process for {busy_wait_s:g} s (a driver "
+                                "writing to it?); it was left as it is: try again when that process is done") from None
+        found = (str(error),)
     except sqlite3.Error as error:
         found = (str(error),)
     if found != ("ok",):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -23,12 +24,13 @@ import yaml
 
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
-from controllers.optuna_study import write_user_attrs
+from controllers.optuna_study import params_in_one_transaction, write_user_attrs
 from nas.campaign.study import (
     HEARTBEAT_STALE_S,
     INTERRUPTED,
     CampaignError,
     CampaignStudy,
+    check_sqlite_file,
     check_storage,
     wait_for_storage,
 )
@@ -95,6 +97,29 @@ def test_a_record_written_in_one_transaction_equals_one_written_attribute_by_att
     with pytest.raises(RuntimeError, match="finished"):  # Optuna's UpdateFinishedTrialError
         write_user_attrs(study, at_once._trial_id, {"late": 1})
     assert "late" not in optuna.load_study(study_name=name, storage=storage).trials[0].user_attrs
+
+
+def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storage) -> None:
+    name = _study(storage, "params")
+    study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"op": optuna.distributions.CategoricalDistribution(["mbconv", "sepconv"]),
+             "kernel": optuna.distributions.CategoricalDistribution([3, 5, 7]),
+             "ratio": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    fixed = {"op": "sepconv", "kernel": 7, "ratio": 0.25}
+    for _ in range(3):
+        study.enqueue_trial(fixed)
+    with params_in_one_transaction(study):
+        held = study.ask(space)
+    plain = study.ask(space)
+    assert held.params == plain.params == fixed
+    with pytest.raises(KeyError), params_in_one_transaction(study):  # what was asked before a raise is kept
+        study.ask(space)
+        raise KeyError("after the ask")
+    backend = getattr(study._storage, "_backend", study._storage)
+    assert "_set_trial_param" not in vars(backend)  # the committing writer is back
+    reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert [trial.params for trial in reread] == [fixed] * 3
+    assert reread[0].distributions == reread[1].distributions == reread[2].distributions == space
 
 
 def test_create_then_resume_keeps_every_trial(storage: str) -> None:
@@ -253,6 +278,24 @@ def test_a_damaged_study_db_is_named_and_never_written(tmp_path, monkeypatch, ho
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert len(lines) == 1 and str(db) in lines[0] and "not a readable SQLite study" in lines[0], (args, lines)
+    assert _sha(db) == before
+
+
+def test_a_study_db_another_process_holds_locked_is_waited_for_not_called_damaged(tmp_path) -> None:
+    db = tmp_path / "study.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="locked")
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")  # as a driver holds it while it commits
+        before = _sha(db)
+        with pytest.raises(CampaignError, match="stayed locked by another process for 0.2 s"):
+            check_sqlite_file(db, busy_wait_s=0.2)
+        releaser = threading.Timer(0.5, writer.execute, args=("ROLLBACK",))
+        releaser.start()
+        check_sqlite_file(db, busy_wait_s=30.0)  # waits for the lock, then finds the file sound
+        releaser.join()
+    finally:
+        writer.close()
     assert _sha(db) == before
 
 
