@@ -34,6 +34,7 @@ package (as the tests do). Target: <= 50 ms per trial at 8,000, with no super-li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shutil
 import statistics
@@ -42,7 +43,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
@@ -154,46 +155,54 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
             "growth_ratio": last["per_trial_ms_at_n"] / first["per_trial_ms_at_n"] if len(rows) > 1 else math.nan}
 
 
-def attribute_writes(url: str, attrs: int, rounds: int = 40) -> dict[str, Any]:
-    """Median ms to store ``attrs`` user attributes on a running trial, one commit each against one
-    transaction, alternating which goes first; and their ratio."""
-    study = optuna.create_study(storage=url, study_name=f"attrs-{uuid.uuid4().hex[:6]}")
-    record = {f"attr_{index:02d}": index * 0.5 for index in range(attrs)}
+def alternating_medians(rounds: int, one_by_one: Callable[[], float], at_once: Callable[[], float]) -> dict[str, Any]:
+    """Each way's median ms over ``rounds`` (each call returns one timed round), alternating which
+    goes first; and their ratio."""
     timings: dict[str, list[float]] = {"one_by_one": [], "at_once": []}
+    ways = {"one_by_one": one_by_one, "at_once": at_once}
     for round_ in range(rounds):
         for way in ("one_by_one", "at_once") if round_ % 2 == 0 else ("at_once", "one_by_one"):
-            trial = study.ask()
-            started = time.perf_counter()
-            if way == "one_by_one":
-                for key, value in record.items():
-                    trial.set_user_attr(key, value)
-            else:
-                write_user_attrs(study, trial._trial_id, record)
-            timings[way].append(1000 * (time.perf_counter() - started))
-            study.tell(trial, 0.0)
+            timings[way].append(ways[way]())
     one, once = statistics.median(timings["one_by_one"]), statistics.median(timings["at_once"])
-    return {"attrs": attrs, "rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
+    return {"rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
+
+
+def attribute_writes(url: str, attrs: int, rounds: int = 40) -> dict[str, Any]:
+    """Storing ``attrs`` user attributes on a running trial: one commit each against one transaction."""
+    study = optuna.create_study(storage=url, study_name=f"attrs-{uuid.uuid4().hex[:6]}")
+    record = {f"attr_{index:02d}": index * 0.5 for index in range(attrs)}
+
+    def timed(at_once: bool) -> float:
+        trial = study.ask()
+        started = time.perf_counter()
+        if at_once:
+            write_user_attrs(study, trial._trial_id, record)
+        else:
+            for key, value in record.items():
+                trial.set_user_attr(key, value)
+        elapsed = 1000 * (time.perf_counter() - started)
+        study.tell(trial, 0.0)
+        return elapsed
+
+    return {"attrs": attrs, **alternating_medians(rounds, lambda: timed(False), lambda: timed(True))}
 
 
 def parameter_writes(url: str, rounds: int = 40) -> dict[str, Any]:
-    """Median ms to ask one trial of the MnasNet space's decisions (random values), one commit per
-    decision against one transaction, alternating which goes first; and their ratio."""
+    """Asking one trial of the MnasNet space's decisions (random values): one commit per decision
+    against one transaction."""
     space = distributions(get_space("mnasnet"))
     study = optuna.create_study(storage=url, study_name=f"params-{uuid.uuid4().hex[:6]}",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    timings: dict[str, list[float]] = {"one_by_one": [], "at_once": []}
-    for round_ in range(rounds):
-        for way in ("one_by_one", "at_once") if round_ % 2 == 0 else ("at_once", "one_by_one"):
-            started = time.perf_counter()
-            if way == "one_by_one":
-                trial = study.ask(space)
-            else:
-                with params_in_one_transaction(study):
-                    trial = study.ask(space)
-            timings[way].append(1000 * (time.perf_counter() - started))
-            study.tell(trial, 0.0)
-    one, once = statistics.median(timings["one_by_one"]), statistics.median(timings["at_once"])
-    return {"decisions": len(space), "rounds": rounds, "one_by_one_ms": one, "at_once_ms": once, "ratio": one / once}
+
+    def timed(at_once: bool) -> float:
+        started = time.perf_counter()
+        with params_in_one_transaction(study) if at_once else contextlib.nullcontext():
+            trial = study.ask(space)
+        elapsed = 1000 * (time.perf_counter() - started)
+        study.tell(trial, 0.0)
+        return elapsed
+
+    return {"decisions": len(space), **alternating_medians(rounds, lambda: timed(False), lambda: timed(True))}
 
 
 def postgres(url: str | None, folder: Path) -> tuple[str, Any]:
