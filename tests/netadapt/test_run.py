@@ -126,7 +126,7 @@ def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path,
     out = workdir / "run_ray"
     code, printed, errors = _cli(_common(seed_model, lut_dir) + [
         "--budget-ratio", 0.85, "--schedule", "fixed", "--fixed-ratio", 0.15, "--targets", "expand,head",
-        "--max-iters", 6, "--long-term-epochs", 1, "--workers", 2, "--latency-repeats", 2, "-o", out], capsys)
+        "--max-iters", 6, "--long-term-epochs", 1, "--workers", 2, "-o", out], capsys)
     assert code == 0, errors
     summary = json.loads((out / "summary.json").read_text())
     assert summary["budget_met_by_measurement"] is True
