@@ -24,13 +24,11 @@ from pathlib import Path
 from bench.common import write_report
 from nas.models.builder import build_network
 from nas.models.checkpoint import save_weights
-from nas.training.config import DataConfig
+from nas.training.config import EXECUTION_MODES, DataConfig
 from netadapt.config import SHORT_TERM
 from netadapt.grid import grid_specs
 from netadapt.worker import ProposalJob, evaluate_proposal
 from search_spaces import references
-
-MODES = ("graph", "pynative")
 
 
 def run_mode(mode: str, args: argparse.Namespace) -> list[dict]:
@@ -63,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per mode, alternating")
     parser.add_argument("--eval-batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(EXECUTION_MODES))
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     os.environ["NAS_LOCK_DIR"] = tempfile.mkdtemp(prefix="bench-proposal-locks-")  # wait on no one else's jobs

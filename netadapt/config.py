@@ -19,14 +19,14 @@ from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.config import build_dataclass, read_yaml
 from nas.spec.errors import ConfigError, FieldError
 from nas.spec.yamlio import read_yaml_file
-from nas.training.config import TrainConfig
+from nas.training.config import EXECUTION_MODES, TrainConfig
 from netadapt.algorithm import SELECTIONS, Schedule
 from netadapt.grid import DEFAULT_GRID_STEP
 from netadapt.proposals import TargetOptions
 
 TARGETS = ("expand", "group", "stem", "head")
 RESUMABLE = ("max_iters", "long_term", "workers", "latency_repeats", "finetune_mode")
-FINETUNE_MODES = ("auto", "graph", "pynative")
+FINETUNE_MODES = ("auto", *EXECUTION_MODES)
 # ``finetune_mode: auto`` fine-tunes and scores proposals op by op (PYNATIVE) up to this many
 # short-term steps, and compiles GRAPH-mode graphs per proposal above it. Measured side by side by
 # ``python -m bench.proposal --resolution 224 --steps 5`` on MobileNetV3-Small 1.0 (2 CPU threads):

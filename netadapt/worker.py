@@ -27,7 +27,7 @@ from nas.runtime.pool import JobPool
 from nas.spec.arch import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import Data, open_cached
-from nas.training.engine import TrainingDiverged, configure_threads, evaluate, release_compiled
+from nas.training.engine import TrainingDiverged, configure_threads, evaluate, release_compiled, set_execution_mode
 from nas.training.proxy import fine_tune
 from netadapt.channels import Key
 from netadapt.surgery import shrink_weights
@@ -135,7 +135,7 @@ def evaluate_proposal(job: ProposalJob) -> ProposalOutcome:
     """Surgery from the parent checkpoint, short-term fine-tune, held-out evaluation, save."""
     started = time.perf_counter()
     configure_threads(job.threads)
-    ms.set_context(mode=ms.PYNATIVE_MODE if job.mode == "pynative" else ms.GRAPH_MODE)
+    set_execution_mode(job.mode)
     parent, spec = ArchSpec.from_yaml(job.parent_spec), ArchSpec.from_yaml(job.spec)
     # Quiet measurement: the whole job (data, surgery, compiling, steps, evaluation) holds the
     # device lock shared, so a latency measurement on this host never times beside any of it.

@@ -13,6 +13,8 @@ from nas.spec.errors import ConfigError, FieldError, NasError
 OPTIMIZERS = ("momentum", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "exponential", "constant")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+# How MindSpore runs a network: GRAPH compiles it whole (per input shape), PYNATIVE runs it op by op.
+EXECUTION_MODES = ("graph", "pynative")
 
 
 @dataclass(frozen=True)

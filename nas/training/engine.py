@@ -24,7 +24,7 @@ from mindspore import nn, ops
 
 from nas.runtime.devicelock import device_lock as hold_device
 from nas.spec.errors import NasError
-from nas.training.config import TrainConfig
+from nas.training.config import EXECUTION_MODES, TrainConfig
 
 
 class TrainingDiverged(NasError):
@@ -63,6 +63,13 @@ def release_compiled() -> None:
     later compiles again."""
     gc.collect()
     ms.ms_memory_recycle()
+
+
+def set_execution_mode(mode: str) -> None:
+    """Run what follows in ``mode``, one of :data:`~nas.training.config.EXECUTION_MODES`."""
+    if mode not in EXECUTION_MODES:
+        raise NasError(f"execution mode {mode!r} is not one of {', '.join(EXECUTION_MODES)}")
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
 
 
 def configure_threads(threads: int | None) -> None:

@@ -35,7 +35,7 @@ from nas.spec.errors import NasError
 from nas.spec.yamlio import read_yaml_file
 from nas.training.config import DataConfig
 from nas.training.data import open_data
-from nas.training.engine import Trainer, evaluate
+from nas.training.engine import Trainer, evaluate, set_execution_mode
 from nas.training.recipe import Recipe
 
 EPOCH_KEY = "train_epoch"
@@ -55,7 +55,7 @@ class TrainingOutcome:
 
 def _set_device(device: str, mode: str) -> None:
 
-    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    set_execution_mode(mode)
     try:
         ms.set_device(device)
     except (RuntimeError, ValueError) as error:

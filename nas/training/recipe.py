@@ -15,10 +15,9 @@ from typing import Any
 from nas.spec.checks import check_bool, check_choice, check_int, check_number
 from nas.spec.config import build_dataclass, check_keys, read_yaml
 from nas.spec.errors import ConfigError
-from nas.training.config import TrainConfig
+from nas.training.config import EXECUTION_MODES, TrainConfig
 
 DEVICES = ("CPU", "GPU", "Ascend")
-MODES = ("graph", "pynative")
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class SystemOptions:
 
     def __post_init__(self) -> None:
         check_choice("system.device", self.device, DEVICES)
-        check_choice("system.mode", self.mode, MODES)
+        check_choice("system.mode", self.mode, EXECUTION_MODES)
         check_int("system.keep_checkpoints", self.keep_checkpoints, 1)
 
 
