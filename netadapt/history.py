@@ -23,10 +23,12 @@ from latency.stamp import DeviceStamp
 
 COLUMNS = ("iteration", "target", "kind", "width_before", "width", "widths", "arch_id", "constraint_ms",
            "predicted_ms", "estimated_ms", "relaxed", "top1", "top5", "loss", "train_loss", "finetune_s", "setup_s",
-           "compile_s", "steps_s", "eval_s", "status",
+           "compile_s", "steps_s", "eval_s", "peak_rss_mb", "status",
            "error", "chosen", "measured_ms", "measured_p10_ms", "measured_p90_ms", "seed_measured_ms", "latency_ms",
            "latency_high_ms", "iteration_s")
 SPLIT_COLUMNS = ("setup_s", "compile_s", "steps_s", "eval_s")  # where a proposal's finetune_s went
+# Added after the first histories were written: an older history reads with NaN there.
+LATER_COLUMNS = (*SPLIT_COLUMNS, "peak_rss_mb")
 CSV_NAME = "history.csv"
 STAMP_NAME = "stamp.json"
 PARQUET_NAME = "history.parquet"
@@ -101,7 +103,7 @@ def read_history(path: str | Path) -> Any:
         frame = pd.read_parquet(path)
     else:
         frame = pd.read_csv(path, keep_default_na=True)
-    for name in SPLIT_COLUMNS:  # added later: a history written before them reads with NaN there
+    for name in LATER_COLUMNS:
         if name not in frame.columns:
             frame[name] = math.nan
     missing = [name for name in COLUMNS if name not in frame.columns]

@@ -588,6 +588,7 @@ class NetAdapt:
                    "loss": result.loss, "train_loss": result.train_loss, "finetune_s": result.seconds,
                    "setup_s": result.setup_s, "compile_s": result.compile_s, "steps_s": result.steps_s,
                    "eval_s": result.eval_s,
+                   "peak_rss_mb": math.nan if result.peak_rss_mb is None else result.peak_rss_mb,
                    "status": "ok" if result.ok else "failed", "error": result.error or "",
                    "chosen": proposal is chosen}
             if proposal is chosen:

@@ -150,6 +150,7 @@ def test_short_run_on_ray_meets_budget_by_measurement(seed_model, lut_dir: Path,
     parts = tuned[list(SPLIT_COLUMNS)]
     assert (parts >= 0).all().all() and (tuned["compile_s"] < 0.05).all() and (tuned["steps_s"] > 0).all()
     assert (parts.sum(axis=1) <= tuned["finetune_s"] + 1e-6).all()
+    assert (tuned["peak_rss_mb"] > 0).all()  # each Ray worker's peak memory during its proposal, kept per row
     for iteration, rows in history[history["iteration"] > 0].groupby("iteration"):
         assert rows["chosen"].sum() == 1
         assert rows["predicted_ms"].notna().all() and rows["widths"].str.len().gt(0).all()

@@ -95,6 +95,20 @@ def test_history_round_trips_through_csv_and_parquet(tmp_path) -> None:
         again.add([{"iteration": 2, "accuracy": 1.0}])
 
 
+def test_a_history_written_before_the_later_columns_reads_with_them_empty(tmp_path) -> None:
+    history = History(tmp_path)
+    history.add([{"iteration": 0, "target": "seed", "chosen": True, "measured_ms": 10.0, "top1": 0.9},
+                 {"iteration": 1, "target": "head", "top1": 0.8, "finetune_s": 3.0, "peak_rss_mb": 900.0}])
+    history.save()
+    older = read_history(tmp_path / "history.csv").drop(columns=["setup_s", "compile_s", "steps_s", "eval_s",
+                                                                 "peak_rss_mb"])
+    older.to_csv(tmp_path / "history.csv", index=False)
+    frame = read_history(tmp_path / "history.csv")
+    assert list(frame.columns) == list(COLUMNS)
+    assert frame["peak_rss_mb"].isna().all() and frame["finetune_s"].tolist()[1] == 3.0
+    assert read_history(tmp_path / "history.parquet")["peak_rss_mb"].tolist()[1] == 900.0
+
+
 def test_settings_are_checked_by_name(tmp_path) -> None:
     with pytest.raises(ValueError, match="exactly one of budget_ms and budget_ratio"):
         NetAdaptConfig()
