@@ -54,6 +54,7 @@ from nas.training.config import DataConfig, DatasetError
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
+SHIFT = 2  # digits augmentation: each training image moves by up to this many pixels each way, per epoch
 
 
 def _shard_kwargs(shard: tuple[int, int] | None) -> dict[str, int]:
@@ -78,7 +79,6 @@ class Data:
         """
 
         ds.config.set_seed(self.config.seed * 1000 + epoch)
-        np.random.seed((self.config.seed * 1000 + epoch) % 2**32)  # the digits shift augmentation
         return self._pipeline("train", batch_size, shuffle=shuffle, shard=shard, drop_remainder=drop_remainder)
 
     def held_out(self, batch_size: int, *, shard: tuple[int, int] | None = None) -> Any:
@@ -133,11 +133,18 @@ class _DigitsData(Data):
                   drop_remainder: bool) -> Any:
 
         images, labels = self.arrays[split]
-        dataset = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=shuffle,
-                                        **_shard_kwargs(shard))
-        if self.config.augment and split == "train":
-            dataset = dataset.map(_random_shift, input_columns=["image"])
-        dataset = dataset.map(_three_channels, input_columns=["image"])
+        columns = {"image": images, "label": labels}
+        augment = self.config.augment and split == "train"
+        if augment:
+            # Every image's shift for this epoch, drawn up front from the epoch's seed (set by
+            # ``train``): drawn inside the map, from NumPy's global generator, they depended on
+            # how the pipeline's threads interleaved and changed from one run to the next.
+            rng = np.random.RandomState(ds.config.get_seed() % 2**32)
+            columns["shift"] = rng.randint(-SHIFT, SHIFT + 1, size=(len(labels), 2)).astype(np.int32)
+        dataset = ds.NumpySlicesDataset(columns, shuffle=shuffle, **_shard_kwargs(shard))
+        if augment:
+            dataset = dataset.map(_shift, input_columns=["image", "shift"], output_columns=["image"])
+        dataset = dataset.map(_three_channels, input_columns=["image"]).project(["image", "label"])
         return dataset.batch(batch_size, drop_remainder=drop_remainder)
 
 
@@ -146,9 +153,9 @@ def _three_channels(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=0)
 
 
-def _random_shift(image: np.ndarray) -> np.ndarray:
-    """Shift a CHW image by up to 2 pixels, filling with the background value."""
-    dy, dx = np.random.randint(-2, 3, size=2)
+def _shift(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Shift a CHW image by ``shift`` = (dy, dx) pixels, filling with the background value."""
+    dy, dx = (int(value) for value in shift)
     shifted = np.full_like(image, image.min())
     height, width = image.shape[1:]
     shifted[:, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \

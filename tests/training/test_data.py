@@ -11,7 +11,7 @@ import pytest
 
 from nas.runtime.paths import SYSTEM_DATASETS
 from nas.training.config import DataConfig, DatasetError
-from nas.training.data import open_data
+from nas.training.data import SHIFT, open_data
 from tests.support.datasets import write_cifar10, write_idx, write_image_folder
 
 
@@ -79,6 +79,39 @@ def test_shards_partition_the_training_split() -> None:
     assert len(everything) == 1437 and len(first) == len(second) == 719
     extra = Counter(first + second) - Counter(everything)
     assert not Counter(everything) - Counter(first + second) and sum(extra.values()) == 1
+
+
+def test_digits_shifts_are_fixed_by_the_seed_and_the_epoch() -> None:
+    """The augmentation moves each image by at most SHIFT pixels, the same way in every run of
+    an epoch (a resumed run trains on the same images) and differently in the next epoch."""
+    config = DataConfig("digits", resolution=12, augment=True)
+    shifted = open_data(config)
+
+    def images(data, epoch: int) -> np.ndarray:
+        batches = data.train(64, shuffle=False, drop_remainder=False, epoch=epoch).create_tuple_iterator(num_epochs=1)
+        return np.concatenate([batch.asnumpy() for batch, _ in batches])
+
+    first = images(shifted, 1)
+    np.testing.assert_array_equal(first, images(shifted, 1))
+    np.testing.assert_array_equal(first, images(open_data(config), 1))
+    assert not np.array_equal(first, images(shifted, 2))
+    plain = images(open_data(DataConfig("digits", resolution=12, augment=False)), 1)
+    assert np.array_equal(first[:, 0], first[:, 1]) and np.array_equal(first[:, 0], first[:, 2])
+    moves = set()
+    for moved, image in zip(first[:40, 0], plain[:40, 0]):
+        matches = [(dy, dx) for dy in range(-SHIFT, SHIFT + 1) for dx in range(-SHIFT, SHIFT + 1)
+                   if np.array_equal(moved, _moved(image, dy, dx))]
+        assert matches, "an augmented image is not a shift of its original by at most SHIFT pixels"
+        moves.add(matches[0])
+    assert len(moves) > 5
+
+
+def _moved(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.full_like(image, image.min())
+    height, width = image.shape
+    out[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        image[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return out
 
 
 def test_a_batch_larger_than_the_split_is_a_named_error() -> None:
