@@ -119,8 +119,8 @@ class _DigitsData(Data):
         images = _resize_digits(digits.images, config.resolution)
         images -= 0.5
         images /= 0.5
-        # Kept with one channel (NCHW, C=1) and repeated to three per batch: at 224 px the three
-        # copies held a gigabyte in every process that opened the data.
+        # Kept with one channel (NCHW, C=1) and repeated to three per image as it is read: at 224 px
+        # the three copies held a gigabyte in every process that opened the data.
         images = images[:, None]
         labels = digits.target.astype(np.int32)
         train_x, held_x, train_y, held_y = train_test_split(
