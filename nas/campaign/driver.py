@@ -471,10 +471,11 @@ class Campaign:
             self.controller.set_user_attrs(trial.number, proposal.attrs())
             self._fail(CandidateJob(trial.number, None, ""), error, progress)
             return None
-        proposal = dataclasses.replace(proposal, spec_yaml=spec.to_yaml(), arch_id=spec.arch_id, params=counts.params,
+        spec_yaml = spec.to_yaml()
+        proposal = dataclasses.replace(proposal, spec_yaml=spec_yaml, arch_id=spec.arch_id, params=counts.params,
                                        madds=counts.madds)
         self.controller.set_user_attrs(trial.number, proposal.attrs())
-        return CandidateJob(trial.number, spec.arch_id, spec.to_yaml())
+        return CandidateJob(trial.number, spec.arch_id, spec_yaml)
 
     def _finish(self, job: CandidateJob, evaluation: Evaluation, progress: Progress,
                 reused: int | None = None, peak_rss_mb: float | None = None) -> dict[str, Any]:

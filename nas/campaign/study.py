@@ -158,6 +158,7 @@ class CampaignStudy:
         self.study = study
         self.driver_id = driver_id
         self._last_heartbeat = 0.0
+        self._last_digest: dict[str, list[str]] = {}  # run key -> the digest this driver recorded last
 
     # ----- reading ---------------------------------------------------------------------------
 
@@ -190,8 +191,12 @@ class CampaignStudy:
         return [str(digest) for digest in found] if isinstance(found, list) else []
 
     def record_state_digest(self, run_key: str, digest: str) -> None:
-        kept = [*self.state_digests(run_key)[-1:], digest]
+        """Record ``digest`` as run ``run_key``'s latest state, keeping the one before it. Only the
+        driver of that run directory writes its digests, so after the first they come from memory."""
+        previous = self._last_digest[run_key] if run_key in self._last_digest else self.state_digests(run_key)[-1:]
+        kept = [*previous, digest]
         self.study._storage.set_study_system_attr(self.study._study_id, f"controller_state:{run_key}", kept)
+        self._last_digest[run_key] = [digest]
 
     # ----- drivers -----------------------------------------------------------------------------
 

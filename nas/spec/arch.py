@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
-import yaml
 
 from nas.spec.blockstrings import decode_blocks, encode_blocks
 from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.errors import SpecError
 from nas.spec.parts import FAMILIES, PADDINGS, BlockSpec, HeadSpec, SESpec, StemSpec
 from nas.spec.scaling import scale_parts
-from nas.spec.yamlio import YamlInputError, load_yaml_text, read_yaml_file
+from nas.spec.yamlio import YamlInputError, dump_yaml, load_yaml_text, read_yaml_file
 
 
 def _read_yaml(what: str, source: str | Path) -> Any:
@@ -148,7 +147,7 @@ class ArchSpec:
 
     def to_yaml(self) -> str:
         """Canonical YAML text; ``ArchSpec.from_yaml(spec.to_yaml()) == spec``."""
-        return str(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100))
+        return dump_yaml(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     @classmethod
     def from_yaml(cls, text_or_path: str | Path) -> "ArchSpec":

@@ -11,6 +11,10 @@ Every YAML file the project reads goes through :func:`read_yaml_file` or :func:`
   written out) is refused after parsing, before anything is built from it.
 
 Errors are :class:`YamlInputError` (a ``ConfigError``) naming the file.
+
+Writing goes through :func:`dump_yaml`: ``yaml.safe_dump`` with libyaml's emitter when PyYAML has it
+(about 4x faster; a campaign driver writes a spec for every trial), which writes the same text as
+PyYAML's own emitter for the project's data (checked on specs in the tests).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from nas.spec.errors import ConfigError
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 100_000  # nodes once aliases are expanded; a spec or config has a few hundred
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter where PyYAML was built with it
 
 
 class YamlInputError(ConfigError):
@@ -75,6 +80,11 @@ def load_yaml_text(text: str, source: str = "<yaml>") -> Any:
         loader.dispose()
 
 
+def dump_yaml(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump(data, **options)`` as text, with the fastest safe emitter at hand."""
+    return str(yaml.dump(data, Dumper=_DUMPER, **options))
+
+
 def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
     """The data of the YAML file ``path``; ``what`` names it in errors ("spec file", "config file")."""
     path = Path(path)
@@ -92,4 +102,4 @@ def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
     return load_yaml_text(text, str(path))
 
 
-__all__ = ["load_yaml_text", "read_yaml_file", "YamlInputError", "MAX_BYTES", "MAX_NODES"]
+__all__ = ["dump_yaml", "load_yaml_text", "read_yaml_file", "YamlInputError", "MAX_BYTES", "MAX_NODES"]

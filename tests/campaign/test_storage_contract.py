@@ -122,6 +122,21 @@ def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storag
     assert reread[0].distributions == reread[1].distributions == reread[2].distributions == space
 
 
+def test_a_distribution_the_study_holds_otherwise_is_refused_after_asks_that_skipped_the_check(storage) -> None:
+    name = _study(storage, "distributions")
+    study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"kernel": optuna.distributions.CategoricalDistribution([3, 5, 7])}
+    for _ in range(2):  # the second ask takes the checked distribution from memory
+        with params_in_one_transaction(study):
+            study.ask(space)
+    other = {"kernel": optuna.distributions.CategoricalDistribution([3, 5])}
+    for asking in (study, optuna.load_study(study_name=name, storage=storage)):  # this driver, and another
+        with pytest.raises(ValueError, match="dynamic value space"), params_in_one_transaction(asking):
+            asking.ask(other)
+    reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    assert [trial.distributions for trial in reread if trial.params] == [space, space]
+
+
 def test_create_then_resume_keeps_every_trial(storage: str) -> None:
     name = _study(storage, "resume")
     first = _controller(storage, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 
 from nas.spec import ArchSpec, BlockSpec, SESpec, SpecError, make_divisible
@@ -27,6 +28,9 @@ def test_generated_specs_yaml_round_trip(spec: ArchSpec) -> None:
     again = ArchSpec.from_yaml(text)
     assert again == spec and again.arch_id == spec.arch_id
     assert again.to_yaml() == text
+    # libyaml's emitter (dump_yaml) writes what PyYAML's own writes: exports stay byte-identical
+    assert text == yaml.dump(spec.to_dict(), Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=None,
+                             width=100)
 
 
 def test_arch_id_is_stable_and_ignores_the_name() -> None:
