@@ -172,7 +172,9 @@ def _failed(job: ProposalJob, error: BaseException, seconds: float) -> ProposalO
     return ProposalOutcome(job.key, math.nan, math.nan, math.nan, math.nan, seconds, "", text)
 
 
-def _guarded(job: ProposalJob) -> ProposalOutcome:
+def run_proposal(job: ProposalJob) -> ProposalOutcome:
+    """One proposal as a NetAdapt worker runs it: a failure becomes the outcome, and the compiled
+    graphs are released afterwards."""
     started = time.perf_counter()
     try:
         return evaluate_proposal(job)
@@ -187,14 +189,14 @@ def _guarded(job: ProposalJob) -> ProposalOutcome:
 def run_inline(jobs: Sequence[ProposalJob]) -> Iterator[ProposalOutcome]:
     """Evaluate the jobs one after another in this process."""
     for job in jobs:
-        yield _guarded(job)
+        yield run_proposal(job)
 
 
 class RayRunner:
     """Evaluates jobs on Ray, ``workers`` at a time (one CPU each), through the job pool."""
 
     def __init__(self, workers: int, address: str | None = None, job_timeout_s: float = JOB_TIMEOUT_S) -> None:
-        self.pool: JobPool[ProposalJob] = JobPool(_guarded, workers=workers, address=address,
+        self.pool: JobPool[ProposalJob] = JobPool(run_proposal, workers=workers, address=address,
                                                   timeout_s=job_timeout_s, what="fine-tune",
                                                   recycle_after=RECYCLE_AFTER)
 
