@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -75,8 +76,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     peaks = [row["peak_rss_mb"] for row in rows]
     third = peaks[2]
     later = max(peaks[3:])
-    return {"third_mb": third, "max_after_third_mb": later, "ratio": later / third, "within_bound": later <= BOUND * third,
-            "last_mb": peaks[-1], "max_mb": max(peaks), "median_s": sorted(row["seconds"] for row in rows)[len(rows) // 2]}
+    return {"third_mb": third, "max_after_third_mb": later, "ratio": later / third,
+            "within_bound": later <= BOUND * third, "last_mb": peaks[-1], "max_mb": max(peaks),
+            "median_s": statistics.median(row["seconds"] for row in rows)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ from nas.models.checkpoint import save_weights
 from nas.spec import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
-from nas.training.engine import Trainer, evaluate
+from nas.training.engine import Trainer, evaluate, set_execution_mode
 from netadapt.config import LONG_TERM, SHORT_TERM, NetAdaptConfig
 from netadapt.errors import BudgetUnreachableError
 from netadapt.estimates import BackendMeter, LUTPredictor, build_netadapt_lut
@@ -61,7 +61,7 @@ def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple
     The held-out split is NetAdapt's (same data seed and fraction)."""
     import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
 
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, base_batch=args.batch_size, lr=args.lr,
                          warmup_epochs=min(1.0, epochs / 4), seed=args.seed)
@@ -152,9 +152,7 @@ def main() -> None:
         for key, value in SMOKE.items():
             setattr(args, key, value)
 
-    import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
-
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     work = Path(args.work)
     if work.exists():
         shutil.rmtree(work)

@@ -25,15 +25,14 @@ from bench.common import write_report
 from nas.models.builder import build_network
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
-from nas.training.engine import Trainer
+from nas.training.engine import Trainer, set_execution_mode
 from search_spaces import references
 
 
 def _engine_throughput(args: argparse.Namespace) -> dict:
     import mindcv  # optional (the dev extra): only the engine comparison needs it
-    import mindspore as ms
 
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     data = open_data(DataConfig("digits", resolution=args.resolution))
     config = TrainConfig(epochs=1, batch_size=args.batch, lr=0.05, base_batch=args.batch)
     nets = {"ours": build_network(references.get("mobilenet_v3_small"), num_classes=10, seed=0),

@@ -60,7 +60,7 @@ from nas.spec.arch import ArchSpec
 from nas.spec.errors import NasError
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import Data, open_data
-from nas.training.engine import Trainer, evaluate
+from nas.training.engine import Trainer, evaluate, set_execution_mode
 from netadapt.algorithm import Candidate, select
 from netadapt.channels import widths_text
 from netadapt.config import RESUMABLE, NetAdaptConfig, read_saved_config
@@ -451,7 +451,7 @@ class NetAdapt:
         return initial_ms * ratios[middle], measured, seed_now.median_ms
 
     def _evaluate(self, spec: ArchSpec, ckpt: Path, data: Data) -> float:
-        ms.set_context(mode=ms.GRAPH_MODE)
+        set_execution_mode("graph")
         net = build_network(spec)
         load_weights(net, ckpt)
         return evaluate(net, data.held_out(self.config.eval_batch), device_lock=self.config.device).top1
@@ -655,7 +655,7 @@ def long_term_fine_tune(spec: ArchSpec, ckpt: str | Path, data: Data, config: Ne
                         first_epoch: int = 0, log: Callable[[str], None] = print) -> tuple[float, float]:
     """Fine-tune ``ckpt`` with ``config.long_term`` (none when it is None), save it to ``out_ckpt``;
     return held-out and validation top-1. The device lock is held shared per step."""
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     device = config.device
     ms.set_seed(config.seed)
     net = build_network(spec)

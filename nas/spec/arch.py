@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
-
 from nas.spec.blockstrings import decode_blocks, encode_blocks
 from nas.spec.checks import check_choice, check_int, check_number, check_text
 from nas.spec.errors import SpecError

@@ -16,7 +16,7 @@ from nas.spec.checks import check_int
 from nas.spec.errors import NasError
 from nas.training.config import DataConfig
 from nas.training.data import open_data
-from nas.training.engine import Evaluation, evaluate
+from nas.training.engine import Evaluation, evaluate, set_execution_mode
 
 EXPORT_FORMATS = ("MINDIR", "AIR", "ONNX")
 
@@ -35,7 +35,7 @@ def validate(spec: ArchSpec | None, ckpt: str | Path, data_source: str, *, resol
              batch_size: int = 64, mindcv_model: str | None = None) -> Evaluation:
     """Top-1 / top-5 of trained weights on the data's validation split."""
     check_int("batch_size", batch_size, 1)
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     spec, net = load_trained(spec, ckpt, mindcv_model=mindcv_model)
     data = open_data(DataConfig(source=data_source, resolution=resolution or spec.resolution))
     if data.num_classes != spec.num_classes:
@@ -54,7 +54,7 @@ def export_model(spec: ArchSpec | None, ckpt: str | Path, output: str | Path, *,
     check_int("batch_size", batch_size, 1)
     if resolution is not None:
         check_int("resolution", resolution, 8, 4096)
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     spec, net = load_trained(spec, ckpt)
     net.set_train(False)
     size = resolution or spec.resolution

@@ -16,7 +16,14 @@ import numpy as np
 from nas.models.builder import build_network
 from nas.spec.arch import ArchSpec
 from nas.training.config import TrainConfig
-from nas.training.engine import Trainer, configure_threads, evaluate, recalibrate_batch_norm, release_compiled
+from nas.training.engine import (
+    Trainer,
+    configure_threads,
+    evaluate,
+    recalibrate_batch_norm,
+    release_compiled,
+    set_execution_mode,
+)
 
 RECALIBRATION_BATCHES = 50  # batches that recompute the batch-norm statistics before scoring
 
@@ -47,7 +54,7 @@ def train_proxy(spec: ArchSpec, data: Any, config: TrainConfig, *, device: str =
     ``device`` is locked shared per step; pass ``None`` to train without taking the lock.
     """
     configure_threads(threads)
-    ms.set_context(mode=ms.GRAPH_MODE)
+    set_execution_mode("graph")
     try:
         return _train_and_score(spec, data, config, device, lock_timeout)
     finally:
