@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import inspect
-import weakref
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -34,8 +33,6 @@ from search_spaces import SearchSpace
 
 FORMAT = "nas.controllers.optuna/1"
 DIRECTIONS = ("maximize", "minimize")
-# per study object: each parameter's distribution already written through params_in_one_transaction
-_CHECKED_DISTRIBUTIONS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 _QUIETED = False
@@ -187,12 +184,7 @@ def params_in_one_transaction(study: Any) -> Iterator[None]:
     commits. Like :func:`write_user_attrs` this reaches into Optuna's RDB storage (its per-parameter
     writer, shadowed on the instance for the block, and its session helper); if those are missing
     the parameters go one by one. The values are checked as before, at the end instead of each one
-    as it is suggested. Meant for one thread per storage object, as a campaign driver asks.
-
-    Optuna checks each parameter's distribution against the one the study already holds under
-    that name, with a query per parameter; once a distribution has been written for ``study``
-    (so found compatible), later asks through this block pass it as the previous one and skip
-    the query."""
+    as it is suggested. Meant for one thread per storage object, as a campaign driver asks."""
     optuna = _optuna()
     backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
     write = getattr(backend, "_set_trial_param_without_commit", None)
@@ -207,19 +199,14 @@ def params_in_one_transaction(study: Any) -> Iterator[None]:
         return
     held: list[tuple[Any, ...]] = []
     backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writer
-    checked = _CHECKED_DISTRIBUTIONS.setdefault(study, {})
     try:
         yield
     finally:
         del backend._set_trial_param
         if held:
             with _create_scoped_session(backend.scoped_session, True) as session:
-                for trial_id, name, value, distribution, previous in held:
-                    if previous is None and checked.get(name) == distribution:
-                        previous = distribution  # already checked against the study's: skip the lookup
-                    write(session, trial_id, name, value, distribution, previous)
-            # committed: each distribution is now known to agree with those the study holds
-            checked.update((name, distribution) for _, name, _, distribution, _ in held)
+                for args in held:
+                    write(session, *args)
 
 
 def distributions(space: SearchSpace) -> dict[str, Any]:

@@ -122,11 +122,11 @@ def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storag
     assert reread[0].distributions == reread[1].distributions == reread[2].distributions == space
 
 
-def test_a_distribution_the_study_holds_otherwise_is_refused_after_asks_that_skipped_the_check(storage) -> None:
+def test_a_distribution_the_study_holds_otherwise_is_refused_in_one_transaction(storage) -> None:
     name = _study(storage, "distributions")
     study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
     space = {"kernel": optuna.distributions.CategoricalDistribution([3, 5, 7])}
-    for _ in range(2):  # the second ask takes the checked distribution from memory
+    for _ in range(2):
         with params_in_one_transaction(study):
             study.ask(space)
     other = {"kernel": optuna.distributions.CategoricalDistribution([3, 5])}
