@@ -322,9 +322,11 @@ class Campaign:
         def in_flight() -> list[CandidateJob]:
             return pool.keys() if pool is not None else []
 
+        def queued() -> int:
+            return sum(len(jobs) for jobs in waiting.values())
+
         def open_slots() -> int:
-            waiting_count = sum(len(jobs) for jobs in waiting.values())
-            return budget - progress.finished - len(in_flight()) - waiting_count
+            return budget - progress.finished - len(in_flight()) - queued()
 
         self.log(f"campaign {config.name!r}: {progress.finished}/{budget} finished; storage {self.storage_url}; "
                  f"{config.workers} worker(s) on Ray")
@@ -339,8 +341,10 @@ class Campaign:
                 for _ in range(max_passes):
                     if stop.requested:
                         raise KeyboardInterrupt
-                    while len(in_flight()) < config.workers and not deadline_passed() and (
-                            self.to_rerun or open_slots() > 0):
+                    # Twins wait at most ``workers`` deep: a policy that keeps proposing an in-flight
+                    # architecture would otherwise ask the whole budget ahead, as RUNNING trials.
+                    while len(in_flight()) < config.workers and queued() < config.workers and \
+                            not deadline_passed() and (self.to_rerun or open_slots() > 0):
                         with self._quiet():
                             job = self._next_job(progress)
                         if job is None:

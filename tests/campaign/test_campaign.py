@@ -434,3 +434,30 @@ def test_drivers_sharing_a_study_leave_each_others_live_trials_alone(isolated) -
     third = Campaign(dataclasses.replace(config), isolated / "runs_c", log=lambda line: None)
     trial = {t.number: t for t in third.study.trials()}[live]
     assert trial.state.name == "FAIL" and "interrupted" in trial.user_attrs["error"]
+
+
+@pytest.mark.slow
+def test_twins_of_an_in_flight_architecture_wait_at_most_workers_deep(isolated) -> None:
+    """A converged policy keeps proposing the architecture being evaluated: its twins wait for that
+    evaluation, at most ``workers`` of them, instead of asking the rest of the budget ahead."""
+    config = config_from_dict(tiny_config("twins", workers=2, budget={"trials": 12},
+                                          controller={"name": "random", "options": {}}))
+    campaign = Campaign(config, isolated / "runs", log=lambda line: None)
+    decisions = campaign.space.center()
+    ask = campaign.controller.ask
+    running: list[int] = []
+
+    def same_again():  # the real study's ask, of one architecture enqueued every time
+        running.append(sum(t.state.name == "RUNNING" for t in campaign.study.trials()))
+        campaign.controller.study.enqueue_trial(decisions, skip_if_exists=False)
+        return ask()
+
+    campaign.controller.ask = same_again
+    try:
+        summary = campaign.run()
+    finally:
+        campaign.close()
+    assert summary.finished == 12 and len(running) == 12
+    assert max(running) <= 1 + config.workers  # the one evaluated, and up to `workers` twins
+    done = complete(stored_trials(isolated / "runs" / "twins", "twins"))
+    assert len(done) == 12 and sum("reused_from" not in t.user_attrs for t in done) == 1  # evaluated once
