@@ -20,7 +20,7 @@ warms up for ``--warmup`` epochs, and is scored after its batch-norm statistics 
 trains two networks at once with one thread each, which on a 2-core machine finishes more
 trainings per hour than one at a time on two threads (small networks parallelise poorly).
 
-    python -m bench.proxy [--proxies 5000:2:0.05,10000:2:0.05] [--long-epochs 3] [--jobs 2]
+    python -m bench.proxy [--proxies 5000:2:0.05,10000:2:0.05] [--long-epochs 3] [--jobs 2] [--max-minutes 90]
     python -m bench.proxy --demo     # the seed noise of experiments/demo.yaml's proxy (digits) alone
 """
 from __future__ import annotations
@@ -144,12 +144,19 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{len(specs)} architectures, {len(proxies)} proxies + the long schedule ({long.steps(train_images)} "
           f"steps); {len(jobs)} trainings, {len(todo)} to run", flush=True)
     started = time.monotonic()
+    queue = list(todo)
     context = multiprocessing.get_context("spawn")  # MindSpore is not fork-safe
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        pending = {pool.submit(train_one, spec, setting, seed, args): (spec, setting, seed)
-                   for spec, setting, seed in todo}
-        for index, future in enumerate(concurrent.futures.as_completed(pending), 1):
-            spec, setting, seed = pending[future]
+        pending: dict[concurrent.futures.Future, tuple[ArchSpec, Setting, int]] = {}
+        for index in range(1, len(todo) + 1):  # bounded: one training finishes per pass
+            while queue and len(pending) < args.jobs and (
+                    args.max_minutes is None or time.monotonic() - started < 60 * args.max_minutes):
+                job = queue.pop(0)
+                pending[pool.submit(train_one, *job, args)] = job
+            if not pending:
+                break
+            future = next(iter(concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")[0]))
+            spec, setting, seed = pending.pop(future)
             result = future.result()
             runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
                       **asdict(result)})
@@ -157,6 +164,9 @@ def run(args: argparse.Namespace) -> dict:
             print(f"[{index}/{len(todo)}] {spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} "
                   f"({result.train_seconds:.0f} s); elapsed {elapsed / 60:.1f} min, ETA "
                   f"{elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+    if queue:
+        raise SystemExit(f"--max-minutes {args.max_minutes:g}: stopped with {len(queue)} of {len(todo)} trainings "
+                         f"not started; every finished one is kept in {runs.path}: run again to go on")
     return figures(specs, proxies, long, runs, train_images)
 
 
@@ -249,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1, help="threads per training")
     parser.add_argument("--out", default=str(RESULTS / "proxy"), help="where finished trainings are kept")
+    parser.add_argument("--max-minutes", type=float, help="start no training after this many minutes (those "
+                        "running finish); run again to go on")
     parser.add_argument("--demo", action="store_true", help="only the seed noise of the demo's proxy (digits)")
     parser.add_argument("--train", help="with --demo: changes to the demo's proxy training, e.g. epochs=4,lr=0.05")
     args = parser.parse_args(argv)
