@@ -149,6 +149,7 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
     exponent = (math.log(last["cumulative_s"] / first["cumulative_s"]) / math.log(last["trials"] / first["trials"])
                 if len(rows) > 1 and first["cumulative_s"] > 0 else math.nan)
     return {"controller": controller, "storage": storage_name, "finished": summary.finished, "wall_s": wall,
+            "reused": summary.finished - summary.evaluated,  # proposals of an architecture already evaluated
             "driver_ms_per_trial": 1000 * (loop_s - blocked.seconds) / trials,
             "blocked_ms_per_trial": 1000 * blocked.seconds / trials,
             "checkpoints": rows, "growth_exponent": exponent,
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['driver_ms_per_trial']:.1f} ms per trial (blocked on workers "
               f"{result['blocked_ms_per_trial']:.1f} ms); growth exponent {result['growth_exponent']:.2f} "
               f"(1.0 = linear), per-trial cost {result['growth_ratio']:.2f}x from {checkpoints[0]} to "
-              f"{checkpoints[-1]}; wall {result['wall_s']:.0f} s")
+              f"{checkpoints[-1]}; {result['reused']} of {result['finished']} trials repeated an architecture "
+              f"(result reused); wall {result['wall_s']:.0f} s")
     for storage, row in writes.items():
         print(f"{storage}: a record of {row['attrs']} attributes stored one commit each {row['one_by_one_ms']:.1f} ms, "
               f"in one transaction {row['at_once_ms']:.1f} ms: {row['ratio']:.1f}x (medians of {row['rounds']}, "
