@@ -26,12 +26,8 @@ trainings per hour than one at a time on two threads (small networks parallelise
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import json
-import multiprocessing
+import functools
 import statistics
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +35,7 @@ from typing import Any
 import yaml
 from scipy.stats import kendalltau
 
-from bench.common import RESULTS, write_report
+from bench.common import RESULTS, Ledger, run_pool, write_report
 from latency.sampling import space_specs
 from nas.campaign.config import load_config
 from nas.spec.arch import ArchSpec
@@ -90,26 +86,9 @@ def architectures(count: int) -> list[ArchSpec]:
     return [spec.replace(num_classes=10) for spec in specs[:count]]
 
 
-class Runs:
-    """Finished trainings, one JSON line each, keyed by (arch_id, setting, seed)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[tuple[str, str, int], dict] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    if row.get("protocol") != PROTOCOL:
-                        continue
-                    self.done[(row["arch_id"], row["setting"], row["seed"])] = row
-
-    def add(self, row: dict) -> None:
-        row = {**row, "protocol": PROTOCOL}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        self.done[(row["arch_id"], row["setting"], row["seed"])] = row
+def ledger(out: str) -> Ledger:
+    """Finished trainings, keyed by (arch_id, setting, seed)."""
+    return Ledger(Path(out) / "runs.jsonl", ("arch_id", "setting", "seed"), {"protocol": PROTOCOL})
 
 
 _DATA: dict[int, Any] = {}  # per worker process: the opened data, by subset size
@@ -135,42 +114,38 @@ def run(args: argparse.Namespace) -> dict:
     if long.steps(train_images) < 5 * longest:
         raise SystemExit(f"--long-epochs {args.long_epochs}: {long.steps(train_images)} steps, fewer than 5x the "
                          f"longest proxy's {longest}; raise it")
-    # Cheapest first: every proxy, then the seed repeats, then the long schedule.
+    # Every proxy, then the long schedule (together they give Kendall's tau), then the seed repeats: a
+    # proxy whose tau fails needs no seed noise, so a run cut short by --max-minutes already decides that.
     jobs = [(spec, setting, 0) for setting in proxies for spec in specs]
-    jobs += [(spec, setting, seed) for setting in proxies for spec in specs[:3] for seed in range(1, args.seeds)]
     jobs += [(spec, long, 0) for spec in specs]
-    runs = Runs(Path(args.out) / "runs.jsonl")
+    jobs += [(spec, setting, seed) for setting in proxies for spec in specs[:3] for seed in range(1, args.seeds)]
+    runs = ledger(args.out)
     todo = [job for job in jobs if (job[0].arch_id, job[1].key, job[2]) not in runs.done]
     print(f"{len(specs)} architectures, {len(proxies)} proxies + the long schedule ({long.steps(train_images)} "
           f"steps); {len(jobs)} trainings, {len(todo)} to run", flush=True)
-    started = time.monotonic()
-    queue = list(todo)
-    context = multiprocessing.get_context("spawn")  # MindSpore is not fork-safe
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        pending: dict[concurrent.futures.Future, tuple[ArchSpec, Setting, int]] = {}
-        for index in range(1, len(todo) + 1):  # bounded: one training finishes per pass
-            while queue and len(pending) < args.jobs and (
-                    args.max_minutes is None or time.monotonic() - started < 60 * args.max_minutes):
-                job = queue.pop(0)
-                pending[pool.submit(train_one, *job, args)] = job
-            if not pending:
-                break
-            future = next(iter(concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")[0]))
-            spec, setting, seed = pending.pop(future)
-            result = future.result()
-            runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
-                      **asdict(result)})
-            elapsed = time.monotonic() - started
-            print(f"[{index}/{len(todo)}] {spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} "
-                  f"({result.train_seconds:.0f} s); elapsed {elapsed / 60:.1f} min, ETA "
-                  f"{elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+
+    def finished(job: tuple[Any, ...], result: ProxyResult) -> str:
+        spec, setting, seed = job
+        runs.add({"arch_id": spec.arch_id, "name": spec.name, "setting": setting.key, "seed": seed,
+                  **asdict(result)})
+        return f"{spec.name} {setting.key} seed {seed}: top1 {result.top1:.4f} ({result.train_seconds:.0f} s)"
+
+    queue = run_pool(todo, functools.partial(train_one, args=args), args.jobs, finished, args.max_minutes)
+    ranked = all((spec.arch_id, setting.key, 0) in runs.done for setting in [*proxies, long] for spec in specs)
+    report = figures(specs, proxies, long, runs, train_images, args.seeds) if ranked else None
     if queue:
+        if report is not None:
+            write_report("proxy", {"args": vars(args), **report})
         raise SystemExit(f"--max-minutes {args.max_minutes:g}: stopped with {len(queue)} of {len(todo)} trainings "
                          f"not started; every finished one is kept in {runs.path}: run again to go on")
-    return figures(specs, proxies, long, runs, train_images)
+    assert report is not None  # every job ran
+    return report
 
 
-def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: Runs, train_images: int) -> dict:
+def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: Ledger, train_images: int,
+            seeds: int) -> dict:
+    """Kendall's tau and the seed noise of each proxy. A proxy whose seed repeats are not all run yet has
+    ``seed_std`` None and ``passes`` None (undecided), unless its tau already fails."""
     def top1(spec: ArchSpec, setting: Setting, seed: int = 0) -> float:
         return float(runs.done[(spec.arch_id, setting.key, seed)]["top1"])
 
@@ -180,17 +155,16 @@ def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: 
     long_acc = [top1(spec, long) for spec in specs]
     report = {"architectures": [spec.name for spec in specs], "long": {"setting": long.key,
               "steps": long.steps(train_images), "top1": long_acc, "train_s_mean": seconds(long)}, "proxies": []}
-    seeds = sorted({key[2] for key in runs.done})
     for setting in proxies:
         acc = [top1(spec, setting) for spec in specs]
         tau = float(kendalltau(acc, long_acc).statistic)
-        noise = [statistics.pstdev([top1(spec, setting, seed) for seed in seeds
-                                    if (spec.arch_id, setting.key, seed) in runs.done]) for spec in specs[:3]]
-        seed_std = statistics.fmean(noise)
+        repeated = all((spec.arch_id, setting.key, seed) in runs.done for spec in specs[:3] for seed in range(seeds))
+        seed_std = statistics.fmean(statistics.pstdev([top1(spec, setting, seed) for seed in range(seeds)])
+                                    for spec in specs[:3]) if repeated else None
         spread = statistics.pstdev(acc)
+        passes = False if tau < 0.6 else None if seed_std is None else seed_std < spread / 3
         entry = {"setting": setting.key, "steps": setting.steps(train_images), "train_s_mean": seconds(setting),
-                 "top1": acc, "kendall_tau": tau, "seed_std": seed_std, "spread_std": spread,
-                 "passes": tau >= 0.6 and seed_std < spread / 3}
+                 "top1": acc, "kendall_tau": tau, "seed_std": seed_std, "spread_std": spread, "passes": passes}
         report["proxies"].append(entry)
     passing = [entry for entry in report["proxies"] if entry["passes"]]
     report["chosen"] = min(passing, key=lambda entry: entry["train_s_mean"])["setting"] if passing else None
@@ -199,7 +173,8 @@ def figures(specs: list[ArchSpec], proxies: list[Setting], long: Setting, runs: 
     print("|---|---|---|---|---|---|---|")
     for entry in report["proxies"]:
         print(f"| {entry['setting']} | {entry['steps']} | {entry['train_s_mean']:.0f} | {entry['kendall_tau']:.3f} | "
-              f"{entry['seed_std']:.4f} | {entry['spread_std']:.4f} | {'yes' if entry['passes'] else 'no'} |")
+              f"{'not run' if entry['seed_std'] is None else format(entry['seed_std'], '.4f')} | "
+              f"{entry['spread_std']:.4f} | {({True: 'yes', False: 'no'}).get(entry['passes'], 'undecided')} |")
     print(f"chosen: {report['chosen'] or 'none passes (tau >= 0.6 and seed std < spread / 3)'}")
     return report
 
