@@ -22,6 +22,11 @@
     python -m bench.netadapt --smoke         # a few minutes: tiny settings, checks that it all runs
 
 Figures go to stdout, ``bench/results/netadapt.json`` and ``bench/results/netadapt.png``.
+
+The full run takes hours here, so it resumes: every stage keeps its result in ``--work`` (the
+trainings' checkpoints and top-1, the look-up table, the NetAdapt run, the long-term fine-tunes),
+and a second run with the same settings starts where the first stopped (a training killed halfway
+starts over). ``--fresh`` starts from nothing; other settings in an existing ``--work`` are refused.
 """
 from __future__ import annotations
 
@@ -45,15 +50,15 @@ from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
 from nas.training.engine import Trainer, evaluate, set_execution_mode
 from netadapt.config import LONG_TERM, SHORT_TERM, NetAdaptConfig
-from netadapt.errors import BudgetUnreachableError
+from netadapt.errors import BudgetUnreachableError, NoisyLatencyError
 from netadapt.estimates import BackendMeter, LUTPredictor, build_netadapt_lut
 from netadapt.history import load_trajectory, read_history
-from netadapt.run import NetAdapt, long_term_fine_tune
+from netadapt.run import STATE, NetAdapt, long_term_fine_tune
 from search_spaces import references
 
-SMOKE = {"width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95,0.9", "baseline_widths": "0.5",
-         "short_term_steps": 4, "targets": "group,head", "lut_grid_step": 8, "lut_calibration": 2,
-         "latency_resolution": 128, "max_iters": 3, "fixed_ratio": 0.05}
+SMOKE = {"data": "digits", "width": 0.5, "seed_epochs": 2, "long_term_epochs": 1, "budgets": "0.95,0.9",
+         "baseline_widths": "0.5", "short_term_steps": 4, "targets": "group,head", "lut_grid_step": 8,
+         "lut_calibration": 2, "latency_resolution": 128, "max_iters": 3, "fixed_ratio": 0.05}
 
 
 def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple[Path, float, float]:
@@ -61,6 +66,10 @@ def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple
     The held-out split is NetAdapt's (same data seed and fraction)."""
     import mindspore as ms  # heavy: loaded when the benchmark runs, not on import
 
+    done = out / "result.json"
+    if done.is_file() and (out / "spec.yaml").is_file() and ArchSpec.from_yaml(out / "spec.yaml") == spec:
+        kept = json.loads(done.read_text())
+        return out / "model.ckpt", float(kept["top1"]), float(kept["seconds"])
     set_execution_mode("graph")
     data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, base_batch=args.batch_size, lr=args.lr,
@@ -73,7 +82,27 @@ def _train(spec: Any, epochs: int, args: argparse.Namespace, out: Path) -> tuple
     top1 = evaluate(net, data.held_out(512), device_lock="CPU").top1
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.yaml").write_text(spec.to_yaml())
-    return save_weights(net, out / "model.ckpt", spec), top1, time.perf_counter() - started
+    ckpt = save_weights(net, out / "model.ckpt", spec)
+    seconds = time.perf_counter() - started
+    done.write_text(json.dumps({"top1": top1, "seconds": seconds}))  # last: the stage is finished
+    return ckpt, top1, seconds
+
+
+def _open_work(work: Path, args: argparse.Namespace) -> None:
+    """``--work``, resumed when it holds a run of the same settings, new when ``--fresh`` or absent."""
+    settings = {key: value for key, value in vars(args).items() if key not in ("work", "fresh", "workers")}
+    kept = work / "settings.json"
+    if args.fresh and work.exists():
+        shutil.rmtree(work)
+    if work.exists():
+        previous = json.loads(kept.read_text()) if kept.is_file() else None
+        if previous != settings:
+            changed = sorted(k for k in settings if previous is None or previous.get(k) != settings[k])
+            raise SystemExit(f"--work {str(work)!r} holds a run of other settings ({', '.join(changed) or 'unknown'}); "
+                             "pass --fresh to start over, or another --work")
+        print(f"resuming the run in {work}", flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(settings))
 
 
 def _latency_at_accuracy(curve: list[tuple[float, float]], accuracy: float) -> float | None:
@@ -146,7 +175,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05, help="peak LR of from-scratch training")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", default=str(RESULTS / "netadapt_work"), help="working directory (rewritten)")
+    parser.add_argument("--work", default=str(RESULTS / "netadapt_work"),
+                        help="working directory: resumed when it holds a run of the same settings")
+    parser.add_argument("--fresh", action="store_true", help="start over: delete --work first")
     args = parser.parse_args()
     if args.smoke:
         for key, value in SMOKE.items():
@@ -154,9 +185,7 @@ def main() -> None:
 
     set_execution_mode("graph")
     work = Path(args.work)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    _open_work(work, args)
     budgets = sorted((float(b) for b in args.budgets.split(",")), reverse=True)
     factors = sorted({float(w) for w in args.baseline_widths.split(",")} | {1.0})
     started_all = time.perf_counter()
@@ -202,13 +231,14 @@ def main() -> None:
     runner = NetAdapt(dataclasses.replace(config, long_term=None), run_dir, predictor=predictor, meter=meter,
                       log=lambda line: print(f"  {line}", flush=True))
     try:
-        result = runner.run(seed_spec, seed_ckpt, args.data)
+        result = runner.run(seed_spec, seed_ckpt, args.data, resume=(run_dir / STATE).is_file())
         stop = result.status
-    except Exception as error:  # an unreachable budget still leaves the iterations before it
-        if not isinstance(error, BudgetUnreachableError):
-            raise
+    except BudgetUnreachableError as error:  # an unreachable budget still leaves the iterations before it
         stop = f"unreachable: {error}"
         print(f"  {stop}", flush=True)
+    except NoisyLatencyError as error:
+        raise SystemExit(f"bench.netadapt: {error}. What is done is kept in {str(work)!r}: run again to go "
+                         "on") from None
     netadapt_seconds = time.perf_counter() - started
     history = read_history(run_dir)
     chosen = history[history["chosen"]].sort_values("iteration")
@@ -233,7 +263,13 @@ def main() -> None:
             top1 = earlier[0]["top1"]
         else:
             out_ckpt = work / "final" / f"iteration_{iteration:04d}.ckpt"
-            top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt, log=lambda line: None)
+            kept = out_ckpt.with_suffix(".json")
+            if kept.is_file():
+                top1 = float(json.loads(kept.read_text())["top1"])
+            else:
+                top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt,
+                                              log=lambda line: None)
+                kept.write_text(json.dumps({"top1": top1}))
         snapshots.append({"budget": budget, "iteration": iteration, "spec": spec, "top1": top1,
                           "short_term_top1": float(row["top1"]), "loop_latency_ms": float(row["latency_ms"]),
                           "predicted_ms": float(row["predicted_ms"])})
