@@ -20,7 +20,7 @@ baselines are trained again with N fresh training seeds (same proxy, same data s
 comparison is repeated on those fresh accuracies alone, which the selection never saw. Those
 trainings are kept in ``--out``/``confirm.jsonl`` and are resumed and shared between controllers.
 
-    python -m bench.search                          # rl and tpe, 40 trials each (about 1 hour each)
+    python -m bench.search                          # rl and tpe, 24 trials each (about 1 hour each)
     python -m bench.search --controllers tpe --trials 60
     python -m bench.search --smoke                  # minutes: digits, 3 trials, 2 baselines
     python -m bench.search --confirm-seeds 0        # the campaigns' own single-seed comparison only
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", default=str(ROOT / "experiments" / "fashion_mnist.yaml"))
     parser.add_argument("--controllers", default="rl,tpe", help="comma separated (rl, tpe, evolution, nsga2, random)")
-    parser.add_argument("--trials", type=int, default=40, help="finished trials per campaign (baselines not counted)")
+    parser.add_argument("--trials", type=int, default=24, help="finished trials per campaign (baselines not counted)")
     parser.add_argument("--minutes", type=float, default=75.0, help="wall-time cap per campaign")
     parser.add_argument("--out", default=str(RESULTS / "search"), help="where the campaigns are kept (resumable)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings on digits: checks that it all runs")
