@@ -124,8 +124,9 @@ def confirm(run_dir: Path, seeds: int, out: Path, workers: int) -> dict[str, Any
     """The front and the baselines of a finished campaign, trained again with ``seeds`` fresh
     training seeds; the comparison repeated on their mean fresh accuracy (latency as measured)."""
     study, config = open_study(run_dir)
-    frame = trials_frame(study.get_trials(deepcopy=False))
-    by_number = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    trials = study.get_trials(deepcopy=False)
+    frame = trials_frame(trials)
+    by_number = {trial.number: trial for trial in trials}
     front = [(row.arch_id, by_number[row.trial].user_attrs["spec_yaml"], float(row.latency_ms), float(row.accuracy))
              for row in frame[frame["pareto"].astype(bool)].itertuples()]
     baseline_trials = {t.user_attrs["arch_id"]: t for t in
