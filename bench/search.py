@@ -127,8 +127,11 @@ def confirm(run_dir: Path, seeds: int, out: Path, workers: int) -> dict[str, Any
     trials = study.get_trials(deepcopy=False)
     frame = trials_frame(trials)
     by_number = {trial.number: trial for trial in trials}
-    front = [(row.arch_id, by_number[row.trial].user_attrs["spec_yaml"], float(row.latency_ms), float(row.accuracy))
-             for row in frame[frame["pareto"].astype(bool)].itertuples()]
+    front_rows = {}  # by architecture: a repeated one (its result reused) is one front point, not two
+    for row in frame[frame["pareto"].astype(bool)].itertuples():
+        front_rows.setdefault(row.arch_id, (row.arch_id, by_number[row.trial].user_attrs["spec_yaml"],
+                                            float(row.latency_ms), float(row.accuracy)))
+    front = list(front_rows.values())
     baseline_trials = {t.user_attrs["arch_id"]: t for t in
                        BaselineStudy(config.storage or default_storage(run_dir), config.name, create=False).trials()
                        if t.state.name == "COMPLETE"}

@@ -177,12 +177,14 @@ class DeviceServer:
             pid = None
             retried = False
             try:
-                connection.settimeout(0.25)
                 # a server just started imports MindSpore first; a running one answers at once
                 deadline = time.monotonic() + (max(START_TIMEOUT_S, self.timeout_s) if started else self.timeout_s)
                 buffer = b""
                 while True:  # bounded by the deadlines
                     try:
+                        # wait no longer than the deadline, so a silence past it is caught however
+                        # briskly the records came before (a short timeout_s is checked exactly)
+                        connection.settimeout(min(0.25, max(0.001, deadline - time.monotonic())))
                         try:
                             chunk = connection.recv(1 << 16)
                         except (ConnectionResetError, BrokenPipeError):
@@ -192,7 +194,6 @@ class DeviceServer:
                             connection.close()
                             time.sleep(0.2)
                             connection, started = self._greeted(payload)
-                            connection.settimeout(0.25)
                             deadline = time.monotonic() + (max(START_TIMEOUT_S, self.timeout_s) if started
                                                            else self.timeout_s)
                             continue
@@ -229,8 +230,8 @@ class DeviceServer:
                             yield record
                             return
                         else:
-                            deadline = time.monotonic() + self.timeout_s
                             yield record
+                            deadline = time.monotonic() + self.timeout_s  # the caller's time is not the server's
             finally:
                 connection.close()
                 if self.private:
