@@ -17,8 +17,8 @@
    (baseline latency interpolated at each NetAdapt network's accuracy, over NetAdapt's latency:
    the paper's anchor is up to 1.7x), and the wall time per iteration.
 
-    nas latency fit --lut bench/results/predictor-fmnist --resolution 224  # once: the predictor
-    python -m bench.netadapt --lut bench/results/predictor-fmnist           # the full run (hours)
+    nas latency fit --lut bench/results/predictor-fmnist --resolution 224 --threads 1  # once: the predictor
+    python -m bench.netadapt --lut bench/results/predictor-fmnist                      # the full run (hours)
     python -m bench.netadapt --smoke         # a few minutes: tiny settings, checks that it all runs
 
 Figures go to stdout, ``bench/results/netadapt.json`` and ``bench/results/netadapt.png``.
@@ -157,6 +157,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=32, help="training resolution")
     parser.add_argument("--latency-resolution", type=int, default=224,
                         help="resolution latency is measured at (compute matters there, not only op overheads)")
+    parser.add_argument("--latency-threads", type=int, default=1,
+                        help="threads latency is measured with (and the predictor fitted with). On this 2-core "
+                             "VM, 2 threads measured 1.7x slower than 1 and drifted 1.0-1.9x within an hour; "
+                             "1 thread repeated within about 10-20%%")
     parser.add_argument("--seed-epochs", type=int, default=4)
     parser.add_argument("--long-term-epochs", type=int, default=2)
     parser.add_argument("--budgets", default="0.75,0.6,0.45",
@@ -207,13 +211,15 @@ def main() -> None:
                             resolution=args.resolution,
                             latency_resolution=args.latency_resolution, workers=args.workers, seed=args.seed,
                             lut_grid_step=args.lut_grid_step, lut_calibration=args.lut_calibration)
-    backend = make_backend(LatencyConfig(resolution=args.latency_resolution, cache=False))  # NetAdapt's own settings
+    backend = make_backend(LatencyConfig(resolution=args.latency_resolution, threads=args.latency_threads,
+                                         cache=False))  # NetAdapt's own settings
     meter = BackendMeter(backend)
     started = time.perf_counter()
     if args.lut is not None:
         if not has_predictor(args.lut):
             raise SystemExit(f"--lut: {args.lut!r} has no fitted predictor; fit one with "
-                             f"nas latency fit --lut {args.lut} --resolution {args.latency_resolution}")
+                             f"nas latency fit --lut {args.lut} --resolution {args.latency_resolution} "
+                             f"--threads {args.latency_threads}")
         predictor: Any = load_predictor(args.lut)
         predictor.require(backend.stamp(resolution=args.latency_resolution))
         print(f"latency predictor: {args.lut} ({predictor.model.kind}, band +-{predictor.band:.1%})", flush=True)
