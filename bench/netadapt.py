@@ -8,7 +8,8 @@
    ``--lut``, build one look-up table for the seed (real measurements, the NetAdapt grid).
 3. Run NetAdapt once down to the smallest budget; the networks for the larger budgets are the
    first iterations whose *measured* latency meets them (a run with that budget follows the same
-   path, except that its last step would stop at the budget).
+   path, except that its last step would stop at the budget). A budget the run does not reach
+   (``--max-iters``) is stood for by the last iteration, flagged ``met: false`` in the report.
 4. Give each of them the same long-term fine-tune (``--long-term-epochs``).
 5. Train width-multiplier baselines (``--baseline-widths``, relative to the seed's width, plus
    the seed's own width) from scratch for the same total epochs (seed + long-term).
@@ -255,12 +256,18 @@ def main() -> None:
     # The network of every budget: the first iteration whose measured latency meets it.
     data = open_data(DataConfig(args.data, resolution=args.resolution, held_out=0.2, seed=args.seed))
     snapshots = []
+    targets: list[tuple[float, Any, bool]] = []  # (budget, the chosen row, whether it meets the budget)
     for budget in budgets:
         meeting = chosen[chosen["latency_ms"] <= budget * initial_ms]
-        if meeting.empty:
-            print(f"budget {budget:g}: not reached ({stop})", flush=True)
+        if meeting.empty:  # the last iteration still stands for it, as a point on the curve, flagged unmet
+            last = chosen.iloc[-1]
+            print(f"budget {budget:g}: not reached ({stop}); the last iteration ({int(last['iteration'])}, "
+                  f"{float(last['latency_ms']) / initial_ms:.2f} of the seed) is compared instead", flush=True)
+            if int(last["iteration"]) > 0:
+                targets.append((budget, last, False))
             continue
-        row = meeting.iloc[0]
+        targets.append((budget, meeting.iloc[0], True))
+    for budget, row, met in targets:
         iteration = int(row["iteration"])
         folder = run_dir / ("seed" if iteration == 0 else f"iterations/{iteration:04d}")
         spec = ArchSpec.from_yaml(folder / "spec.yaml")
@@ -276,10 +283,11 @@ def main() -> None:
                 top1, _ = long_term_fine_tune(spec, folder / "model.ckpt", data, config, out_ckpt,
                                               log=lambda line: None)
                 kept.write_text(json.dumps({"top1": top1}))
-        snapshots.append({"budget": budget, "iteration": iteration, "spec": spec, "top1": top1,
+        snapshots.append({"budget": budget, "met": met, "iteration": iteration, "spec": spec, "top1": top1,
                           "short_term_top1": float(row["top1"]), "loop_latency_ms": float(row["latency_ms"]),
                           "predicted_ms": float(row["predicted_ms"])})
-        print(f"budget {budget:g}: iteration {iteration}, top1 {float(row['top1']):.4f} -> {top1:.4f} after the "
+        print(f"budget {budget:g}{'' if met else ' (not met)'}: iteration {iteration}, "
+              f"top1 {float(row['top1']):.4f} -> {top1:.4f} after the "
               "long-term fine-tune", flush=True)
 
     baselines = []
@@ -302,7 +310,8 @@ def main() -> None:
     for snap in snapshots:
         reference_ms = _latency_at_accuracy(baseline_curve, snap["top1"])
         ratio = reference_ms / snap["measured_ms"] if reference_ms is not None else None
-        comparisons.append({"budget": snap["budget"], "netadapt_ms": snap["measured_ms"], "top1": snap["top1"],
+        comparisons.append({"budget": snap["budget"], "met": snap["met"], "netadapt_ms": snap["measured_ms"],
+                            "top1": snap["top1"],
                             "baseline_ms_at_equal_top1": reference_ms, "latency_ratio": ratio})
 
     print("\nNetAdapt (after the long-term fine-tune), measured back to back with the seed:")
@@ -311,7 +320,8 @@ def main() -> None:
         ratio = comparison["latency_ratio"]
         ratio_text = f"{ratio:.2f}x" if ratio is not None else "outside the baselines' accuracy range"
         share = snap['measured_ms'] / seed_ms
-        print(f"  budget {snap['budget']:g}: {snap['measured_ms']:.3f} ms ({share:.2f} of the seed; "
+        print(f"  budget {snap['budget']:g}{'' if snap['met'] else ' (not met: last iteration)'}: "
+              f"{snap['measured_ms']:.3f} ms ({share:.2f} of the seed; "
               f"{snap['predicted_ms']:.3f} ms predicted), top1 {snap['top1']:.4f}; width multipliers at equal "
               f"accuracy: {ratio_text}")
     print("width multipliers (trained from scratch for the same total epochs):")
