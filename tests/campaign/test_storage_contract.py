@@ -24,7 +24,7 @@ import yaml
 
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
-from controllers.optuna_study import params_in_one_transaction, write_user_attrs
+from controllers.optuna_study import count_trials, params_in_one_transaction, write_user_attrs
 from nas.campaign.study import (
     HEARTBEAT_STALE_S,
     INTERRUPTED,
@@ -135,6 +135,22 @@ def test_a_distribution_the_study_holds_otherwise_is_refused_in_one_transaction(
             asking.ask(other)
     reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     assert [trial.distributions for trial in reread if trial.params] == [space, space]
+
+
+def test_the_trial_count_is_every_trial_of_this_study_whoever_added_it(storage) -> None:
+    name, other_name = _study(storage, "count"), _study(storage, "count-other")
+    study = optuna.create_study(storage=storage, study_name=name)
+    other = optuna.create_study(storage=storage, study_name=other_name)
+    assert count_trials(study) == 0
+    finished, failed = study.ask(), study.ask()
+    study.ask()  # left running
+    study.tell(finished, 1.0)
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    other.ask()  # another study's trial is not counted
+    elsewhere = optuna.load_study(study_name=name, storage=storage)  # a second driver on the same study
+    elsewhere.ask()
+    assert count_trials(study) == 4 == len(optuna.load_study(study_name=name, storage=storage).trials)
+    assert count_trials(other) == 1
 
 
 def test_create_then_resume_keeps_every_trial(storage: str) -> None:
