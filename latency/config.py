@@ -28,17 +28,22 @@ class LatencyConfig:
     campaign's ``screen_top_k`` best (``screen`` needs a fitted predictor). The rest is the device
     and the timing protocol (see :class:`~latency.mindspore_backend.MindSporeBackend`).
 
-    ``resolution`` ``None`` measures each spec at its own resolution; ``threads`` ``None`` uses
-    every core this process may run on. ``address`` (a Ray cluster address) measures on the
-    cluster's device host, through the :class:`~latency.remote.RayLatencyBackend` actor that holds
-    the ``latency_device:<target>`` resource; ``None`` measures on this host.
+    ``resolution`` ``None`` measures each spec at its own resolution. ``threads`` is 1 by default,
+    as MnasNet measured (one big core of a Pixel 1, single thread) and as stays repeatable on a
+    small host: on a 2-core VM, 2 threads measured 1.3-1.9x slower than 1 and drifted 1.0-1.9x
+    within an hour, and a predictor fitted on them was within +-10% for a third of its networks
+    (one thread: 80%). ``None`` uses every core this process may run on.
+
+    ``address`` (a Ray cluster address) measures on the cluster's device host, through the
+    :class:`~latency.remote.RayLatencyBackend` actor that holds the ``latency_device:<target>``
+    resource; ``None`` measures on this host.
     """
 
     source: str = "measure"
     device: str = "CPU"
     batch: int = 1
     resolution: int | None = None
-    threads: int | None = None
+    threads: int | None = 1
     mode: str = "GRAPH"
     lut: str | None = None
     cache: bool = True

@@ -61,7 +61,7 @@ class NetAdaptConfig:
     resolution: int | None = None
     latency_resolution: int | None = None
     latency_batch: int = 1
-    latency_threads: int | None = None
+    latency_threads: int | None = 1  # None: every core (see latency.config.LatencyConfig)
     latency_repeats: int = 3
     latency_address: str | None = None  # a Ray cluster whose device host measures (see latency.remote)
     latency_runtime: str | None = None  # None: the device's default (onnxruntime on a CPU; see latency.config)

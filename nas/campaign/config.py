@@ -40,7 +40,7 @@ from nas.training.config import DataConfig, TrainConfig
 
 OPERATIONAL_KEYS = {"latency": ("timeout_s", "cache"), "evaluator": ("timeout_s", "threads")}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-CAMPAIGN_LATENCY = {"threads": 1, "warmup": 5, "max_repeats": 60, "tolerance": 0.03}
+CAMPAIGN_LATENCY = {"warmup": 5, "max_repeats": 60, "tolerance": 0.03}
 PROXY_TRAIN = TrainConfig(epochs=5, batch_size=64, lr=0.1)
 
 

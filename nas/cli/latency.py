@@ -377,7 +377,9 @@ def _device_options(parser: argparse.ArgumentParser, resolution_default: int | N
     parser.add_argument("--device", default="CPU", help="CPU, GPU[:id] or Ascend[:id] (default CPU)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--resolution", type=int, default=resolution_default, help=resolution_help)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores available)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default: 1, as MnasNet measured; several threads on a small shared host "
+                             "drift by up to 2x within an hour)")
     parser.add_argument("--address", default=None,
                         help="measure on the device host of this Ray cluster (one started with ray start "
                              "--resources='{\"latency_device:CPU\": 1}'); default: this host")

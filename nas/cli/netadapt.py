@@ -125,7 +125,8 @@ def configure_netadapt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-resolution", type=int, default=None,
                         help="resolution latency is measured at (default: the training resolution)")
     parser.add_argument("--latency-batch", type=int, default=None, help="batch latency is measured at (1)")
-    parser.add_argument("--latency-threads", type=int, default=None, help="CPU threads for latency (default: all)")
+    parser.add_argument("--latency-threads", type=int, default=None,
+                        help="CPU threads for latency (default: 1, the repeatable setting; see 'nas latency --help')")
     parser.add_argument("--latency-address", default=None,
                         help="measure on the device host of this Ray cluster (see 'nas latency measure --address')")
     parser.add_argument("--latency-runtime", choices=["onnxruntime", "mindspore"], default=None,
