@@ -24,7 +24,7 @@ LAYERS = ("nas.spec", "search_spaces", "nas.models", "nas.runtime", "controllers
           "nas.training", "netadapt", "nas.campaign", "nas.cli")
 PACKAGES = ("nas", "search_spaces", "latency", "controllers", "netadapt")
 HEAVY = {"mindspore", "mindcv", "ray", "optuna", "optuna_dashboard", "matplotlib", "plotly", "scipy",
-         "sklearn", "pandas", "PIL", "onnx", "onnxruntime", "psycopg2"}
+         "sklearn", "pandas", "PIL", "onnx", "onnxruntime", "psycopg2", "sqlalchemy"}
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ def lut_dir(workdir: Path, seed_model) -> Path:
     Uncalibrated: NetAdapt uses only its relative predictions, and a fit to a handful of
     end-to-end measurements on a shared machine would add noise."""
     spec = ArchSpec.from_yaml(seed_model[0])
-    backend = MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, runtime="onnxruntime")  # NetAdapt's default
+    # NetAdapt's defaults: onnxruntime on a CPU, one thread
+    backend = MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, runtime="onnxruntime", threads=1)
     build_netadapt_lut(workdir / "lut", spec, backend, step=8, options=TargetOptions(), grid_step=4, calibration=0,
                        log=lambda line: None)
     return workdir / "lut"
@@ -245,8 +246,8 @@ def test_bad_input_gets_one_clear_line(seed_model, lut_dir: Path, workdir: Path,
     for runtime, name, message in (("onnxruntime", "miss", "look-up table miss"),
                                    ("mindspore", "foreign", "measured under stamp")):
         table = workdir / f"{name}_lut"
-        LatencyLUT(table, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION,
-                                           runtime=runtime).stamp(resolution=LATENCY_RESOLUTION))
+        LatencyLUT(table, MindSporeBackend("CPU", resolution=LATENCY_RESOLUTION, runtime=runtime,
+                                           threads=1).stamp(resolution=LATENCY_RESOLUTION))
         code, _, errors = _cli(_common(seed_model, table) + ["--budget-ratio", 0.5, "-o", workdir / name], capsys)
         assert code == 2 and message in errors
     assert len(errors.strip().splitlines()) == 1
@@ -269,7 +270,7 @@ def test_unreachable_budget_is_a_named_error(workdir: Path, capsys) -> None:
     spec = ArchSpec(stem=StemSpec(8), blocks=(BlockSpec("mbconv", 8, stride=2, expand=(16,)),),
                     head=HeadSpec("mnasnet", 8), num_classes=10, resolution=RESOLUTION, name="tiny")
     ckpt = save_weights(build_network(spec, seed=0), workdir / "tiny" / "model.ckpt", spec)
-    backend = MindSporeBackend("CPU", resolution=RESOLUTION, runtime="onnxruntime")
+    backend = MindSporeBackend("CPU", resolution=RESOLUTION, runtime="onnxruntime", threads=1)
     lut = LatencyLUT(workdir / "tiny_lut", backend.stamp(resolution=RESOLUTION))
     build_lut(lut, backend, unique_pieces([spec], RESOLUTION))
     code, _, errors = _cli(["netadapt", "--ckpt", ckpt, "--data", "digits", "--lut", workdir / "tiny_lut",
