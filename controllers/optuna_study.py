@@ -147,6 +147,23 @@ def frozen_trial(data: Mapping[str, Any]) -> Any:
         raise ControllerError(f"a saved trial is malformed ({type(error).__name__}: {error})") from None
 
 
+def _rdb(study: Any) -> tuple[Any, Any, Any] | None:
+    """``(backend, models, session)`` for a study on Optuna's RDB storage (SQLite, PostgreSQL):
+    the storage behind Optuna's cache, its table models, and ``session(commit)``, its scoped
+    session as a context manager. None on any other storage, or where Optuna's private RDB
+    layout (present since Optuna 3) is missing: the callers then take Optuna's public, slower way."""
+    optuna = _optuna()
+    backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return None
+    try:  # private to Optuna's RDB storage, and imported only on that path
+        from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
+        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
+    except ImportError:  # pragma: no cover - another Optuna layout
+        return None
+    return backend, models, lambda commit=False: _create_scoped_session(backend.scoped_session, commit)
+
+
 def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
     """Store ``attrs`` (JSON-serialisable) on a running trial of ``study``: in one transaction on
     Optuna's RDB storage (SQLite, PostgreSQL), one at a time on any other storage.
@@ -155,62 +172,46 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
     commit costs a few milliseconds on SQLite. One transaction also makes a trial's record
     all-or-nothing. On SQLite and PostgreSQL the record is one multi-row upsert after one check
     that the trial is still running (Optuna's own writer looks the trial up again for every
-    attribute). This reaches into Optuna's RDB storage (its session helper, table models and
-    attribute writer, present since Optuna 3); if those are missing the attributes go one by one."""
+    attribute); other engines use Optuna's attribute writer inside the one transaction."""
     if not attrs:
         return
-    optuna = _optuna()
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # the RDB storage behind Optuna's cache
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
-    if isinstance(backend, optuna.storages.RDBStorage) and write is not None:
-        try:  # private to Optuna's RDB storage, and imported only on that path
-            from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
-            from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
-        except ImportError:  # pragma: no cover - another Optuna layout: the public, slower way below
-            pass
-        else:
-            with _create_scoped_session(backend.scoped_session, True) as session:
-                upsert = _multi_row_upsert(backend.engine.name)
-                if upsert is None:
-                    for key, value in attrs.items():
-                        write(session, models.TrialUserAttributeModel, trial_id, key, value)
-                else:
-                    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-                    backend.check_trial_is_updatable(trial_id, trial.state)
-                    table = models.TrialUserAttributeModel
-                    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                            for key, value in attrs.items()]
-                    statement = upsert(table).values(rows)
-                    session.execute(statement.on_conflict_do_update(
-                        index_elements=[table.trial_id, table.key],
-                        set_={"value_json": statement.excluded.value_json}))
+    rdb = _rdb(study)
+    if rdb is None:
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial_id, key, value)
+        return
+    backend, models, session_of = rdb
+    table = models.TrialUserAttributeModel
+    upsert = _multi_row_upsert(backend.engine.name)
+    with session_of(True) as session:
+        if upsert is None:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
             return
-    for key, value in attrs.items():
-        storage.set_trial_user_attr(trial_id, key, value)
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+        statement = upsert(table).values([{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                                          for key, value in attrs.items()])
+        session.execute(statement.on_conflict_do_update(index_elements=[table.trial_id, table.key],
+                                                        set_={"value_json": statement.excluded.value_json}))
 
 
 def count_trials(study: Any) -> int:
-    """How many trials ``study`` holds, in any state: one ``COUNT`` query on Optuna's RDB storage
-    (reaching into its session helper and table model, as above), ``len(get_trials())`` elsewhere.
+    """How many trials ``study`` holds, in any state: one ``COUNT`` query on Optuna's RDB storage,
+    ``len(get_trials())`` elsewhere.
 
     A campaign saves its controller after every trial with this count in the state. Through
     Optuna's cache, counting first re-reads every unfinished trial with its parameters and
     attributes (about 10 ms a save on SQLite at 400 trials, more as trials pile up)."""
-    optuna = _optuna()
-    backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
-    if isinstance(backend, optuna.storages.RDBStorage):
-        try:  # private to Optuna's RDB storage, and imported only on that path
-            from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
-            from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
-            from sqlalchemy import func  # heavy: SQLAlchemy, loaded with Optuna's storage already
-        except ImportError:  # pragma: no cover - another Optuna layout: count through the public API
-            pass
-        else:
-            with _create_scoped_session(backend.scoped_session) as session:
-                return int(session.query(func.count(models.TrialModel.trial_id))
-                           .filter(models.TrialModel.study_id == study._study_id).scalar())
-    return len(study.get_trials(deepcopy=False))
+    rdb = _rdb(study)
+    if rdb is None:
+        return len(study.get_trials(deepcopy=False))
+    from sqlalchemy import func  # heavy: SQLAlchemy, loaded with Optuna's storage already
+
+    _, models, session_of = rdb
+    with session_of() as session:
+        return int(session.query(func.count(models.TrialModel.trial_id))
+                   .filter(models.TrialModel.study_id == study._study_id).scalar())
 
 
 def _multi_row_upsert(engine: str) -> Any:
@@ -238,18 +239,11 @@ def params_in_one_transaction(study: Any) -> Iterator[None]:
     writer, shadowed on the instance for the block, and its session helper); if those are missing
     the parameters go one by one. The values are checked as before, at the end instead of each one
     as it is suggested. Meant for one thread per storage object, as a campaign driver asks."""
-    optuna = _optuna()
-    backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
-    write = getattr(backend, "_set_trial_param_without_commit", None)
-    if not isinstance(backend, optuna.storages.RDBStorage) or write is None \
-            or not callable(getattr(backend, "_set_trial_param", None)):
+    rdb = _rdb(study)
+    if rdb is None or not callable(getattr(rdb[0], "_set_trial_param", None)):
         yield
         return
-    try:  # private to Optuna's RDB storage, and imported only on that path
-        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: SQLAlchemy's session machinery
-    except ImportError:  # pragma: no cover - another Optuna layout: one commit per parameter
-        yield
-        return
+    backend, models, session_of = rdb
     held: list[tuple[Any, ...]] = []
     backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writer
     try:
@@ -257,11 +251,11 @@ def params_in_one_transaction(study: Any) -> Iterator[None]:
     finally:
         del backend._set_trial_param
         if held:
-            with _create_scoped_session(backend.scoped_session, True) as session:
-                _write_params(backend, session, held)
+            with session_of(True) as session:
+                _write_params(backend, models, session, held)
 
 
-def _write_params(backend: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
+def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
     """Write the parameters ``held`` (Optuna's ``_set_trial_param`` arguments: trial id, name,
     internal value, distribution, previous distribution or None) in ``session``, with Optuna's
     checks: the trial is still running, and each distribution agrees with the one the study
@@ -269,7 +263,6 @@ def _write_params(backend: Any, session: Any, held: list[tuple[Any, ...]]) -> No
     distribution once per name (Optuna's writer does both for every parameter, and each lookup
     flushes the rows added before it); the rows are added together."""
     from optuna import distributions as optuna_distributions  # heavy: loaded with optuna already
-    from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
 
     trials: dict[int, Any] = {}
     known: dict[tuple[int, str], Any] = {}  # (study id, name) -> the distribution the study holds
