@@ -40,11 +40,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from bench.common import RESULTS, Ledger, run_pool, write_report
-from nas.campaign.baselines import BaselineStudy, baseline_curve, compare, front_of, read_baselines
+from nas.campaign.baselines import BaselineStudy, compare, front_of, read_baselines
 from nas.campaign.config import EvaluatorConfig, default_storage
 from nas.campaign.results import pareto_mask, trials_frame
 from nas.campaign.study import open_study
@@ -167,13 +166,11 @@ def confirm(run_dir: Path, seeds: int, out: Path, workers: int) -> dict[str, Any
     confirmed_front = [(row[0], row[1]) for row, kept in zip(again_front, keep) if kept]
     confirmed_baselines = [replace(point, accuracy=accuracy(point.arch_id)[0]) for point in baselines]
     comparison = compare(confirmed_front, confirmed_baselines)
-    curve_ms, curve_acc = baseline_curve(confirmed_baselines)
 
     def gain(ms: float, top1: float) -> float | None:
-        """One front point's fresh gain over the fresh baseline curve (points), inside its range:
-        the comparison above keeps only the best point, this shows whether the rest agree."""
-        inside = len(curve_ms) >= 2 and curve_ms[0] <= ms <= curve_ms[-1]
-        return 100.0 * (top1 - float(np.interp(ms, curve_ms, curve_acc))) if inside else None
+        """One front point's fresh gain over the fresh baseline curve (points; None outside its
+        latency range): the comparison above keeps only the best point, this shows whether the rest agree."""
+        return compare([(ms, top1)], confirmed_baselines).gain_points
 
     seed_std = statistics.fmean(accuracy(arch)[1] for arch in networks) if networks else 0.0
     drop = statistics.fmean(row[3] - row[1] for row in again_front) if again_front else 0.0
