@@ -11,6 +11,14 @@ process group and :class:`MeasurementTimeout` raised; one that dies raises
 :class:`MeasurementCrash`. Either way the next request starts a fresh server, and the records
 that came back before are kept.
 
+The server is nobody's child: a shell starts it in the background and waits for it
+(:data:`LAUNCHER`), and the server leaves for a session of its own as it starts. The process that
+asked for it, a campaign's Ray worker say, may then exit without taking the server along. Ray
+kills a worker's child processes when the worker exits, and a campaign replaces its workers every
+few jobs: a server that was one worker's child died under another worker's measurement ("died
+mid-request", with an empty log). Only the shell is that child; while it lives, its exit status
+is the server's.
+
 ``private=True`` gives a server of its own that the caller stops after each request: the old
 fresh-process-per-measurement design, kept for comparison in ``bench.latency``.
 """
@@ -36,6 +44,9 @@ from nas.runtime.devicelock import DeviceBusyError, lock_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0  # importing MindSpore and setting up the device
+# ``sh -c LAUNCHER sh LOG COMMAND...``: run COMMAND in the background with its output in LOG, print
+# its process id, and wait for it (the shell's exit status is then COMMAND's).
+LAUNCHER = 'log=$1; shift; "$@" >"$log" 2>&1 </dev/null & echo $!; wait $!'
 
 
 @dataclass(frozen=True)
@@ -102,26 +113,34 @@ class DeviceServer:
             env["OMP_NUM_THREADS"] = str(self.settings.threads)
         return env
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self) -> tuple[subprocess.Popen, int]:
+        """Start a server detached (see the module's note): its launching shell, and its process id."""
         payload = {**asdict(self.settings), "info_path": str(self.info_path)}
-        log = open(self.log_path, "w")
+        command = [self.python, "-m", "latency.worker", "--serve", self.name, json.dumps(payload)]
         try:
-            process = subprocess.Popen([self.python, "-m", "latency.worker", "--serve", self.name,
-                                        json.dumps(payload)], cwd=str(servers_dir()), env=self._environment(),
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            process = subprocess.Popen(["/bin/sh", "-c", LAUNCHER, "sh", str(self.log_path), *command],
+                                       cwd=str(servers_dir()), env=self._environment(), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as error:
             raise MeasurementError(f"cannot start the latency server with {self.python!r}: {error}") from None
-        finally:
-            log.close()
+        assert process.stdout is not None
+        with process.stdout:
+            line = process.stdout.readline()
+        try:
+            pid = int(line)
+        except ValueError:
+            process.wait(timeout=10)
+            raise MeasurementError(f"cannot start the latency server with {self.python!r}: its launching "
+                                   f"shell {_exit_text(process.returncode)}") from None
         self.launches += 1
-        return process
+        return process, pid
 
     def _connect_or_start(self) -> tuple[socket.socket, bool]:
         """A connection to the server, and whether this call started it."""
         connection = self._connect()
         if connection is not None:
             return connection, False
-        process = self._start()
+        process, pid = self._start()
         deadline = time.monotonic() + max(START_TIMEOUT_S, self.timeout_s)
         delay = 0.05
         while time.monotonic() < deadline:  # bounded by the start-up deadline
@@ -133,10 +152,10 @@ class DeviceServer:
                 text = self.log_tail()
                 if code == 3 or "device_error" in text:
                     raise DeviceUnavailableError(f"device {self.settings.device} unusable: {text}")
-                raise MeasurementCrash(f"the latency server exited with code {code} before serving; log: {text}")
+                raise MeasurementCrash(f"the latency server {_exit_text(code)} before serving; log: {text}")
             time.sleep(delay)
             delay = min(0.5, delay * 1.5)
-        _kill(process.pid)
+        _kill(pid)
         raise MeasurementTimeout(f"the latency server did not start within {max(START_TIMEOUT_S, self.timeout_s):g} s")
 
     def log_tail(self, limit: int = 600) -> str:
@@ -349,6 +368,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _exit_text(code: int | None) -> str:
+    """How a server ended, from its launching shell's exit status (128 + N: killed by signal N)."""
+    return f"was killed by signal {code - 128}" if code is not None and code > 128 else f"exited with code {code}"
 
 
 def _kill(pid: int) -> None:

@@ -16,6 +16,7 @@ finishes, so the client keeps every finished measurement if the server later die
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -366,6 +367,8 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("GLOG_v", "3")
+    with contextlib.suppress(OSError):  # already a session leader
+        os.setsid()  # a session of its own: whoever started it may end its own process group
     code = main(sys.argv[1:])
     gc.collect()
     sys.stdout.flush()

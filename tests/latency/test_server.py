@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
 from latency import MeasurementTimeout
 from latency.mindspore_backend import MindSporeBackend
 from latency.server import running_servers
+from nas.runtime.pool import JobPool
 from tests.support.cli import run_nas
 from tests.support.latency import FAST, private_latency_dirs, tiny_spec  # noqa: F401 - a fixture
 
@@ -62,6 +64,46 @@ def test_a_warm_server_silent_past_a_short_timeout_is_caught() -> None:
     brisk = MindSporeBackend(resolution=32, **{**FAST, "timeout_s": 0.01})
     with pytest.raises(MeasurementTimeout, match="0.01 s"):
         brisk.measure(spec)
+
+
+def measure_in_a_worker() -> tuple[int, int]:
+    """Measure a tiny network (module level: a Ray worker imports it); this process's id and the
+    server's."""
+    backend = MindSporeBackend(resolution=16, **FAST)
+    backend.measure(tiny_spec())
+    status = backend.server.status()
+    assert status is not None
+    return os.getpid(), int(status["pid"])
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # bounded by ``seconds``
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_server_outlives_the_recycled_ray_worker_that_started_it() -> None:
+    """Ray kills a worker's child processes when the worker exits, as a campaign's workers do after
+    every few jobs. The host's server, shared by every worker, must not be one of them: another
+    worker's measurement would die mid-request."""
+    pool: JobPool[int] = JobPool(measure_in_a_worker, workers=1, recycle_after=1, timeout_s=300.0, what="measurement")
+    try:
+        [first] = list(pool.map_unordered([(1, ())]))
+        assert first.ok, first.error
+        worker, server = first.value
+        assert _gone(worker, 60.0)  # recycled after its one job
+        time.sleep(1.0)
+        assert [info.pid for info in running_servers() if info.alive] == [server]
+        [second] = list(pool.map_unordered([(2, ())]))
+        assert second.ok, second.error
+        assert second.value[0] != worker and second.value[1] == server  # a new worker, the same server
+    finally:
+        pool.close()
 
 
 def test_the_cli_shows_and_stops_the_servers(tmp_path) -> None:
