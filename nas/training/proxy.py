@@ -2,6 +2,12 @@
 
 Proxy training holds the device lock *shared* around every step and evaluation batch, so a
 latency measurement on the same device never overlaps it and waits at most one step.
+
+The training steps run compiled (GRAPH mode). The scoring after them (the batch-norm
+recalibration and the held-out evaluation) runs op by op (PYNATIVE) when it is at most
+:data:`SCORE_PYNATIVE_MAX_BATCHES` forward passes: in GRAPH mode it compiles three graphs (the
+recalibration's two batch-norm momenta and the evaluation), which on a small held-out set costs
+more than the passes themselves. Both modes compute the same numbers.
 """
 from __future__ import annotations
 
@@ -26,6 +32,9 @@ from nas.training.engine import (
 )
 
 RECALIBRATION_BATCHES = 50  # batches that recompute the batch-norm statistics before scoring
+# Scoring of at most this many forward passes (recalibration plus held-out batches) runs op by op
+# (PYNATIVE); above it, compiled. Chosen by `python -m bench.score` (README: "Proxy scoring").
+SCORE_PYNATIVE_MAX_BATCHES = 100
 
 
 @dataclass(frozen=True)
@@ -74,13 +83,27 @@ def _train_and_score(spec: ArchSpec, data: Any, config: TrainConfig, device: str
     started = time.perf_counter()
     if trainer.ema is not None:
         trainer.ema.swap()
+    set_execution_mode(score_mode(data, config.batch_size))
     recalibrate_batch_norm(net, data.train(config.batch_size, epoch=config.epochs), RECALIBRATION_BATCHES,
                            device_lock=device)
-    result = evaluate(net, data.held_out(max(64, config.batch_size)), device_lock=device)
+    result = evaluate(net, data.held_out(score_batch(config.batch_size)), device_lock=device)
     eval_seconds = time.perf_counter() - started
     return ProxyResult(top1=result.top1, top5=result.top5, held_out_loss=result.loss, train_loss=logs[-1].loss,
                        epochs=len(logs), steps=trainer.global_step, train_seconds=train_seconds,
                        eval_seconds=eval_seconds)
+
+
+def score_batch(batch_size: int) -> int:
+    """The held-out evaluation's batch size for a proxy trained at ``batch_size``."""
+    return max(64, batch_size)
+
+
+def score_mode(data: Any, batch_size: int) -> str:
+    """The execution mode of a proxy's scoring: ``pynative`` for at most
+    :data:`SCORE_PYNATIVE_MAX_BATCHES` forward passes, else ``graph``."""
+    recalibration = min(RECALIBRATION_BATCHES, data.steps_per_epoch(batch_size))
+    held_out = math.ceil(data.sizes["held_out"] / score_batch(batch_size))
+    return "pynative" if recalibration + held_out <= SCORE_PYNATIVE_MAX_BATCHES else "graph"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from nas.spec import ArchSpec
 from nas.training.config import DataConfig, TrainConfig
 from nas.training.data import open_data
 from nas.training.engine import TrainingDiverged, learning_rates, recalibrate_batch_norm
-from nas.training.proxy import train_proxy
+from nas.training.proxy import SCORE_PYNATIVE_MAX_BATCHES, score_mode, train_proxy
 from search_spaces import references
+from tests.support.datasets import write_idx
 
 
 def tiny_spec(classes: int = 10) -> ArchSpec:
@@ -120,3 +121,15 @@ def test_a_measurement_gets_the_device_between_training_steps(tmp_path, monkeypa
     finally:
         worker.join(300)
     assert finished.is_set()
+
+
+def test_a_small_scoring_runs_op_by_op_and_a_large_one_compiled(digits, tmp_path, monkeypatch) -> None:
+    """Digits' scoring is 22 recalibration batches and 6 held-out ones: op by op. Fashion-MNIST-sized
+    IDX files with 7,000 held-out images (110 batches of 64) are scored compiled."""
+    assert score_mode(digits, 64) == "pynative"
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    write_idx(tmp_path / "data" / "fashion-mnist", train=10000, test=10)
+    large = open_data(DataConfig("fashion-mnist", resolution=16, held_out=0.7))
+    assert large.sizes["held_out"] == 7000 and score_mode(large, 64) == "graph"
+    assert 22 + 6 <= SCORE_PYNATIVE_MAX_BATCHES < 50 + 110
