@@ -39,7 +39,7 @@ def test_the_paper_settings_are_in_the_configs() -> None:
     assert mnasnet.evaluator.train.epochs == 5 and abs(mnasnet.evaluator.held_out * 1281167 - 50000) < 500
     assert load_config(ROOT / "experiments/mobilenet_v3_small_imagenet.yaml").reward.w == -0.15
     demo = load_config(ROOT / "experiments/demo.yaml")
-    assert (demo.budget.trials, demo.workers, demo.controller.name, demo.latency.source) == (16, 2, "rl", "measure")
+    assert (demo.budget.trials, demo.workers, demo.controller.name, demo.latency.source) == (12, 2, "rl", "measure")
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
