@@ -24,7 +24,7 @@ def ray_cluster(tmp_path_factory):
     locks = tmp_path_factory.mktemp("ray-locks")
     ray.init(num_cpus=2, resources={"latency_device:CPU": 1}, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"NAS_LOCK_DIR": str(locks), "GLOG_v": "3"}})
-    yield ray
+    yield locks
     ray.shutdown()
 
 
@@ -33,6 +33,7 @@ def make_backend(request, tmp_path, monkeypatch):
     """A factory: ``make_backend(**options)`` builds this parameter's backend with ``options``."""
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     created = []
+    ray_locks: list = []  # the Ray device host's lock directory, once this case has used it
 
     def make(**options):
         settings = {**(PAIRED if request.param in ("paired", "onnxruntime") else FAST), "resolution": 32, **options}
@@ -43,7 +44,7 @@ def make_backend(request, tmp_path, monkeypatch):
         elif request.param == "cached":
             backend = CachedBackend(MindSporeBackend("CPU", **settings), LatencyCache(tmp_path / "cache.db"))
         else:
-            request.getfixturevalue("ray_cluster")
+            ray_locks.append(request.getfixturevalue("ray_cluster"))
             backend = RayLatencyBackend("CPU", start_timeout_s=60, **settings)
         created.append(backend)
         return backend
@@ -54,6 +55,9 @@ def make_backend(request, tmp_path, monkeypatch):
         if close is not None:
             close()
     stop_servers()
+    for locks in ray_locks[:1]:  # the device host's server outlives its actor: stop it, so every case starts cold
+        monkeypatch.setenv("NAS_LOCK_DIR", str(locks))
+        stop_servers()
 
 
 def test_a_measurement_is_a_stamped_median_with_its_spread(make_backend) -> None:
