@@ -4,11 +4,11 @@
     trial = ctrl.ask()                        # trial.number, trial.decisions
     ctrl.tell(trial, reward)                  # or a tuple (multi-objective), or Failed(reason)
 
-Names: ``rl`` (LSTM policy + PPO in MindSpore, as in MnasNet), ``evolution`` (aging
+Names: ``rl`` (LSTM policy + PPO, as in MnasNet; NumPy), ``evolution`` (aging
 evolution), and the Optuna samplers ``tpe``, ``nsga2`` (multi-objective) and ``random``, which
 run an Optuna study (``storage=`` any Optuna URL, None for memory). To run ``rl`` or
 ``evolution`` inside an Optuna study as well, use :func:`controllers.optuna_bridge.study_controller`.
-MindSpore and Optuna are imported only when a controller that needs them is made.
+Optuna is imported only when a controller that needs it is made.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The registry of controllers: ``make_controller(name, space, seed, **options)``.
 
-Optuna and MindSpore are imported only when a controller that needs them is made.
+Optuna is imported only when a controller that needs it is made.
 """
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def test_failures_are_trial_states_not_crashes(space) -> None:
 # ----- the RL controller learns --------------------------------------------------------------------------
 
 def test_ppo_raises_the_probability_of_rewarded_choices(space) -> None:
-    controller = make_controller("rl", space, 0, batch_size=4, epochs=4)  # the batch size other tests compile
+    controller = make_controller("rl", space, 0, batch_size=4, epochs=4)
     before = controller.probabilities()
     conv = space.decision("b0_op").index("conv")
     for _ in range(12 * 4):
