@@ -23,16 +23,26 @@ MindSpore's compiled graphs, an update of 20 architectures (4 epochs) took 351-4
 kernel launches and the graph call's dispatch; in NumPy it takes about 60 ms, and the controller
 no longer imports MindSpore.
 
+The policy's matrix products run on one BLAS thread (:func:`one_blas_thread`). They are small (a
+batch of 20 by 64 by 256), and a second OpenBLAS thread only helps on an idle core: in a campaign
+the other cores train or start Ray workers, and OpenBLAS's threads then wait on each other. An
+update of 20 took 0.21-0.23 s with NumPy's default two threads beside one busy core, and 0.058 s on
+one thread, the same as on an idle host. One thread also keeps the proposals independent of the
+host's core count.
+
 Proposals drawn but not yet asked when an update happens are dropped, so every ask after an
 update comes from the updated policy. ``state_dict`` holds the weights, Adam's moments, the
 baseline, the drawn/asked/told-but-unused proposals and the generator state.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from controllers.base import (
     AskedTrials,
@@ -52,6 +62,18 @@ _PARAMETER_NAMES = ("embedding", "w_input", "w_hidden", "bias", "w_output", "b_o
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
 Array = np.ndarray[Any, Any]
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the BLAS libraries loaded (NumPy's); made once, as it scans
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Inside the block, NumPy's BLAS runs on one thread (see the module's docstring)."""
+    with _threadpools().limit(limits=1, user_api="blas"):
+        yield
 
 
 def _sigmoid(x: Array) -> Array:
@@ -313,7 +335,8 @@ class RLController(AskedTrials):
 
     def ask(self) -> Trial:
         if not self._drawn:
-            self._draw_batch()
+            with one_blas_thread():
+                self._draw_batch()
         choices, log_probs = self._drawn.pop(0)
         return self._record_ask(choices, (choices, log_probs))
 
@@ -327,7 +350,8 @@ class RLController(AskedTrials):
         batch_size = self.options["batch_size"]
         if len(self._told) >= batch_size:
             batch, self._told = self._told[:batch_size], self._told[batch_size:]
-            self._update(batch)
+            with one_blas_thread():
+                self._update(batch)
             self._drawn = []  # drawn from the old policy: draw afresh from the updated one
 
     # ----- state ------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import ops
+from threadpoolctl import ThreadpoolController
 
-from controllers.rl import MASKED, policy_step, ppo_loss_and_gradients
+from controllers.rl import MASKED, one_blas_thread, policy_step, ppo_loss_and_gradients
 
 COUNTS = (3, 2, 4, 3)  # four decisions and their choice counts
 HIDDEN, EMBED, BATCH = 8, 5, 6
@@ -108,3 +109,13 @@ def test_a_policy_step_equals_the_first_step_of_the_loss_forward() -> None:
     c = 1 / (1 + np.exp(-gates[:HIDDEN])) * np.tanh(gates[2 * HIDDEN:3 * HIDDEN])
     expected = (1 / (1 + np.exp(-gates[3 * HIDDEN:])) * np.tanh(c)) @ w_output + b_output
     np.testing.assert_allclose(logits, np.broadcast_to(expected, logits.shape), rtol=1e-5, atol=1e-6)
+
+
+def test_the_policy_runs_on_one_blas_thread_and_gives_the_threads_back():
+    controllers = ThreadpoolController()
+    before = [pool.num_threads for pool in controllers.select(user_api="blas").lib_controllers]
+    with one_blas_thread():
+        inside = [pool.num_threads for pool in ThreadpoolController().select(user_api="blas").lib_controllers]
+    after = [pool.num_threads for pool in ThreadpoolController().select(user_api="blas").lib_controllers]
+    assert inside and set(inside) == {1}
+    assert after == before
