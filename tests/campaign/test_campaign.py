@@ -444,13 +444,12 @@ def test_twins_of_an_in_flight_architecture_wait_at_most_workers_deep(isolated) 
                                           controller={"name": "random", "options": {}}))
     campaign = Campaign(config, isolated / "runs", log=lambda line: None)
     decisions = campaign.space.center()
-    ask = campaign.controller.ask
+    ask_fixed = campaign.controller.ask_fixed
     running: list[int] = []
 
     def same_again():  # the real study's ask, of one architecture enqueued every time
         running.append(sum(t.state.name == "RUNNING" for t in campaign.study.trials()))
-        campaign.controller.study.enqueue_trial(decisions, skip_if_exists=False)
-        return ask()
+        return ask_fixed(decisions)
 
     campaign.controller.ask = same_again
     try:

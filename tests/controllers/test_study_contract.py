@@ -73,6 +73,18 @@ def test_ask_fixed_records_the_given_decisions(name: str, space, tmp_path) -> No
     assert following.number == trial.number + 1
 
 
+def test_ask_makes_a_new_trial_and_leaves_an_enqueued_one_waiting(name: str, space, tmp_path) -> None:
+    """The driver's asks skip Optuna's queue (reading it costs a read of every unfinished trial);
+    only ask_fixed, which enqueues, takes from it."""
+    controller = make(name, space, f"sqlite:///{tmp_path / 'study.db'}")
+    controller.study.enqueue_trial(dict(space.center()))
+    asked = controller.ask()
+    assert asked.number == 1
+    assert [t.state.name for t in controller.study.get_trials(deepcopy=False)] == ["WAITING", "RUNNING"]
+    fixed = controller.ask_fixed(space.center())
+    assert dict(fixed.decisions) == dict(space.center())
+
+
 def test_a_saved_state_continues_exactly(name: str, space, tmp_path) -> None:
     original = make(name, space, f"sqlite:///{tmp_path / 'study.db'}")
     for _ in range(4):
