@@ -8,7 +8,9 @@ evaluator that returns at once: :func:`instant_evaluation`, the SURROGATE model 
 
 For each controller and storage one campaign runs to the largest ``--trials`` checkpoint. The
 trials' completion times give the cost per trial *at* each checkpoint n (the mean gap between
-completions over the trials (0.9 n, n]), the mean over the first n, and the growth: the exponent
+completions over the trials (0.9 n, n]), the driver's own share of it (that window less the time
+the driver sat blocked on workers inside it), how many of those trials repeated an architecture
+(reused: no worker runs them), the mean over the first n, and the growth: the exponent
 of cumulative wall time against n between the first and last checkpoints (1.0 is linear), and
 the ratio of the per-trial cost at the last checkpoint to that at the first.
 
@@ -86,17 +88,19 @@ class BlockedTime:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.intervals: list[tuple[float, float]] = []  # each wait's (start, end), in time.time()
         self._original = JobPool.wait
 
     def __enter__(self) -> "BlockedTime":
         original, timer = self._original, self
 
         def timed_wait(pool: Any, timeout: float = 1.0) -> Any:
-            started = time.perf_counter()
+            started, clock = time.perf_counter(), time.time()
             try:
                 return original(pool, timeout)
             finally:
                 timer.seconds += time.perf_counter() - started
+                timer.intervals.append((clock, time.time()))
 
         JobPool.wait = timed_wait  # type: ignore[method-assign]
         return self
@@ -110,6 +114,17 @@ def per_trial_ms(completions: list[float], n: int) -> float:
     first = max(1, int(0.9 * n))
     gaps = [completions[i] - completions[i - 1] for i in range(first, min(n, len(completions)))]
     return 1000 * statistics.fmean(gaps) if gaps else math.nan
+
+
+def driver_ms_at(completions: list[float], n: int, blocked: list[tuple[float, float]]) -> float:
+    """The driver's own ms per trial over the trials (0.9 n, n]: that window's wall time less the
+    time the driver sat blocked on workers inside it, per trial."""
+    first = max(1, int(0.9 * n))
+    if min(n, len(completions)) - first < 1:
+        return math.nan
+    start, end = completions[first - 1], completions[min(n, len(completions)) - 1]
+    waited = sum(max(0.0, min(end, stop) - max(start, begin)) for begin, stop in blocked)
+    return 1000 * (end - start - waited) / (min(n, len(completions)) - first)
 
 
 def run_one(controller: str, storage_name: str, storage: str | None, checkpoints: list[int], workers: int,
@@ -137,13 +152,17 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
         campaign.close()
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=name, storage=campaign.storage_url)
-    done = sorted(t.datetime_complete.timestamp() for t in study.get_trials(deepcopy=False)
-                  if t.state.name == "COMPLETE" and t.datetime_complete is not None)
+    finished = sorted((t.datetime_complete.timestamp(), "reused_from" in t.user_attrs)
+                      for t in study.get_trials(deepcopy=False)
+                      if t.state.name == "COMPLETE" and t.datetime_complete is not None)
+    done = [moment for moment, _ in finished]
     begin = min(t.datetime_start.timestamp() for t in study.get_trials(deepcopy=False) if t.datetime_start)
     rows = []
     for n in checkpoints:
         cumulative = done[n - 1] - begin if len(done) >= n else math.nan
         rows.append({"trials": n, "per_trial_ms_at_n": per_trial_ms(done, n),
+                     "driver_ms_at_n": driver_ms_at(done, n, blocked.intervals),
+                     "reused_at_n": sum(reused for _, reused in finished[max(1, int(0.9 * n)):n]),
                      "mean_ms_over_first_n": 1000 * cumulative / n, "cumulative_s": cumulative})
     first, last = rows[0], rows[-1]
     exponent = (math.log(last["cumulative_s"] / first["cumulative_s"]) / math.log(last["trials"] / first["trials"])
@@ -254,12 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    print("| controller | storage | trials n | ms per trial at n | mean ms over first n | cumulative s |")
-    print("|---|---|---|---|---|---|")
+    print("| controller | storage | trials n | ms per trial at n | the driver's own ms per trial at n | "
+          "reused at n | mean ms over first n | cumulative s |")
+    print("|---|---|---|---|---|---|---|---|")
     for result in results:
         for row in result["checkpoints"]:
+            window = row["trials"] - max(1, int(0.9 * row["trials"]))
             print(f"| {result['controller']} | {result['storage']} | {row['trials']} | "
-                  f"{row['per_trial_ms_at_n']:.1f} | {row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")
+                  f"{row['per_trial_ms_at_n']:.1f} | {row['driver_ms_at_n']:.1f} | {row['reused_at_n']} of {window} | "
+                  f"{row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")
     for result in results:
         print(f"{result['controller']}/{result['storage']}: the driver's own "
               f"{result['driver_ms_per_trial']:.1f} ms per trial (blocked on workers "
