@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import heapq
 import inspect
 import json
 import sqlite3
@@ -464,8 +465,11 @@ class OptunaController:
         write_user_attrs(self.study, self._pending[number]._trial_id, attrs)
 
 
-def _sampler_options(name: str, sampler_type: type, options: Mapping[str, Any]) -> dict[str, Any]:
-    accepted = set(inspect.signature(sampler_type).parameters) - {"seed"}
+def _sampler_options(name: str, sampler_type: type, options: Mapping[str, Any],
+                     ours: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``options`` checked against ``sampler_type``'s parameters (``ours``: options the controller
+    takes itself, named in the error too)."""
+    accepted = (set(inspect.signature(sampler_type).parameters) - {"seed"}) | set(ours)
     for option in options:
         if option not in accepted:
             raise ControllerOptionError(name, option, options[option],
@@ -482,11 +486,87 @@ def _split(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return study, rest
 
 
+TPE_HISTORY = 1000
+TPE_BEST = 25  # Optuna's default gamma: TPE's "good" group holds at most 25 trials for one objective
+
+
+class _RecentTrials:
+    """A study as TPE reads it (see :func:`make_tpe`): every attribute is the study's, except its
+    trials, which are ``trials`` (the history TPE conditions on)."""
+
+    def __init__(self, study: Any, trials: list[Any]) -> None:
+        self._study = study
+        self._trials = trials
+        self._by_states: dict[Any, list[Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[Any]:
+        key = None if states is None else tuple(states)
+        if key not in self._by_states:
+            self._by_states[key] = [t for t in self._trials if key is None or t.state in key]
+        return list(self._by_states[key])  # TPE reads, never changes, the trials it is given
+
+
+def recent_history(trials: list[Any], history: int, maximize: bool) -> list[Any]:
+    """The last ``history`` of ``trials`` (in number order) plus the :data:`TPE_BEST` best
+    complete ones before them, in number order."""
+    if len(trials) <= history:
+        return trials
+    older = [t for t in trials[:-history] if t.state.name == "COMPLETE"]
+    best = (heapq.nlargest if maximize else heapq.nsmallest)(TPE_BEST, older, key=lambda t: t.values[0])
+    return sorted(best, key=lambda t: t.number) + trials[-history:]
+
+
+def _tpe_sampler_type() -> type:
+    """Optuna's ``TPESampler`` conditioned on a bounded history: built on first use (Optuna is
+    imported lazily)."""
+    global _TPE_TYPE
+    if _TPE_TYPE is None:
+        base = _optuna().samplers.TPESampler
+
+        class RecentTPESampler(base):  # type: ignore[misc, valid-type]
+            """TPE over the ``history`` most recent trials and the best before them."""
+
+            def __init__(self, *, history: int | None = TPE_HISTORY, **options: Any) -> None:
+                super().__init__(**options)
+                self._history = history
+
+            def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+                trials = study._get_trials(deepcopy=False, states=None, use_cache=True)
+                if self._history is None or len(study.directions) != 1 or len(trials) <= self._history:
+                    return dict(super().sample_relative(study, trial, search_space))
+                maximize = study.direction.name == "MAXIMIZE"
+                view = _RecentTrials(study, recent_history(trials, self._history, maximize))
+                return dict(super().sample_relative(view, trial, search_space))
+
+        _TPE_TYPE = RecentTPESampler
+    return _TPE_TYPE
+
+
+_TPE_TYPE: type | None = None
+
+
 def make_tpe(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaController:
-    """Optuna's TPE (single objective by default; ``directions`` may name several)."""
+    """Optuna's TPE (single objective by default; ``directions`` may name several), conditioned
+    on the ``history`` (default :data:`TPE_HISTORY`) most recent trials plus the 25 best before
+    them; ``history: null`` conditions on every trial, as Optuna's own TPE does.
+
+    Optuna's TPE reads every finished trial's 42 decisions at each ask, so an ask costs time in
+    proportion to the trials so far (in memory: 12 ms at 100 trials, 44 ms at 1,000, about 290 ms
+    extrapolated to MnasNet's 8,000), and a search's total in their square. TPE's "good" group
+    holds at most the 25 best trials for one objective, and its weights already give old trials of
+    the rest little say; with the best 25 always kept, a window only forgets old poor trials, and
+    up to ``history`` trials the proposals are Optuna's exactly. Multi-objective studies read every
+    trial."""
     optuna = _optuna()
     study, rest = _split(options)
-    sampler = optuna.samplers.TPESampler(seed=seed, **_sampler_options("tpe", optuna.samplers.TPESampler, rest))
+    rest = _sampler_options("tpe", optuna.samplers.TPESampler, rest, ours=("history",))
+    history = rest.pop("history", TPE_HISTORY)
+    if history is not None and not (isinstance(history, int) and not isinstance(history, bool) and history >= 1):
+        raise ControllerOptionError("tpe", "history", history, "must be a positive number of trials, or null for all")
+    sampler = _tpe_sampler_type()(seed=seed, history=history, **rest)
     return OptunaController(space, sampler, name="tpe", seed=seed, **study)
 
 

@@ -1,0 +1,73 @@
+"""``tpe`` conditions on a bounded history: Optuna's TPE exactly up to ``history`` trials, and
+beyond, Optuna's TPE over the most recent ``history`` trials plus the best before them."""
+from __future__ import annotations
+
+import zlib
+
+import optuna
+import pytest
+
+from controllers import ControllerOptionError, make_controller
+from controllers.optuna_study import (
+    TPE_BEST,
+    OptunaController,
+    random_states,
+    recent_history,
+    restore_random_states,
+)
+from search_spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("mnasnet")
+
+
+def objective(decisions: dict) -> float:
+    """Deterministic, with no ties: some choices are better, and every architecture differs."""
+    jitter = zlib.crc32(repr(sorted(decisions.items())).encode()) / 2 ** 32
+    return 0.5 + 0.1 * (decisions["b0_op"] == "conv") + 0.02 * sum(
+        decisions[f"b{i}_kernel"] == 5 for i in range(7)) + 0.01 * jitter
+
+
+def run(controller, trials: int) -> list[dict]:
+    asked = []
+    for _ in range(trials):
+        trial = controller.ask()
+        controller.tell(trial, objective(trial.decisions))
+        asked.append(dict(trial.decisions))
+    return asked
+
+
+def test_up_to_its_history_it_proposes_what_optunas_tpe_proposes(space) -> None:
+    ours = make_controller("tpe", space, 3, history=30)
+    optunas = OptunaController(space, optuna.samplers.TPESampler(seed=3), name="tpe", seed=3)
+    assert run(ours, 30) == run(optunas, 30)
+
+
+def test_beyond_its_history_it_proposes_what_optunas_tpe_proposes_on_the_recent_and_best_trials(space) -> None:
+    history = 12
+    ours = make_controller("tpe", space, 5, history=history)
+    run(ours, 45)
+    trials = ours.study.get_trials(deepcopy=False)
+    kept = recent_history(trials, history, maximize=True)
+    older = trials[:-history]
+    best = sorted(older, key=lambda t: t.value, reverse=True)[:TPE_BEST]
+    assert kept == sorted(best, key=lambda t: t.number) + trials[-history:]
+    assert len(kept) == TPE_BEST + history
+
+    reference = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=5))
+    reference.add_trials(kept)  # a study holding only those trials, in the same order
+    restore_random_states(reference.sampler, random_states(ours.study.sampler))
+    reference_controller = OptunaController(space, reference.sampler, name="tpe", seed=5)
+    reference_controller.study = reference
+    assert ours.ask().decisions == reference_controller.ask().decisions
+
+
+def test_history_is_checked_by_name(space) -> None:
+    for bad in (0, -3, 2.5, "all", True):
+        with pytest.raises(ControllerOptionError, match="history"):
+            make_controller("tpe", space, 0, history=bad)
+    with pytest.raises(ControllerOptionError, match="history"):  # the known options name it
+        make_controller("tpe", space, 0, histroy=10)
+    run(make_controller("tpe", space, 0, history=None), 12)  # None: every trial, as Optuna's TPE
