@@ -17,7 +17,7 @@ import heapq
 import inspect
 import json
 import sqlite3
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -296,19 +296,25 @@ def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any,
     session.execute(insert(models.TrialParamModel.__table__), rows)  # one compiled INSERT over the rows
 
 
-def new_trial(study: Any, decisions: Mapping[str, Any]) -> Any:
+def new_trial(study: Any, decisions: Mapping[str, Any], fixed: Mapping[str, Any] | None = None) -> Any:
     """A new running trial of ``study`` with ``decisions`` (name -> categorical distribution)
-    suggested: Optuna's ``Study.ask(decisions)`` without its queue of enqueued trials.
+    suggested: Optuna's ``Study.ask(decisions)`` without its queue of enqueued trials. ``fixed``
+    (name -> value) are taken as they are instead of the sampler's, as for an enqueued trial.
 
     ``Study.ask`` first looks for a WAITING trial to run. Through Optuna's cache that re-reads
     every unfinished trial of the study with its parameters and attributes, about 12 ms an ask on
-    SQLite with two trials running. A campaign enqueues only in :meth:`OptunaController.ask_fixed`,
-    which asks through ``Study.ask`` at once; its other asks come here. The rest is ``Study.ask``'s:
-    the study's trial list, which samplers such as TPE read once per ask, is read afresh, the trial
-    is created and each decision is suggested (by the study's sampler)."""
+    SQLite with two trials running; and a fixed trial run through the queue would take the oldest
+    waiting trial, which need not be its own (one left by a driver that died between enqueueing
+    and asking). The rest is ``Study.ask``'s: the study's trial list, which samplers such as TPE
+    read once per ask, is read afresh, the trial is created and each decision is suggested (by the
+    study's sampler, unless fixed: the ``fixed_params`` system attribute, which Optuna's enqueued
+    trials carry and its ``Trial`` reads)."""
     optuna = _optuna()
     study._thread_local.cached_all_trials = None  # as Study.ask: the sampler sees the trials of now
-    trial = optuna.trial.Trial(study, study._storage.create_new_trial(study._study_id))
+    trial_id = study._storage.create_new_trial(study._study_id)
+    if fixed:
+        study._storage.set_trial_system_attr(trial_id, "fixed_params", dict(fixed))
+    trial = optuna.trial.Trial(study, trial_id)
     for name, distribution in decisions.items():
         trial.suggest_categorical(name, distribution.choices)
     return trial
@@ -354,11 +360,11 @@ class OptunaController:
         return self.study.sampler
 
     def ask(self) -> Trial:
-        return self._ask(new_trial)
+        return self._ask()
 
-    def _ask(self, make: Callable[[Any, Mapping[str, Any]], Any]) -> Trial:
+    def _ask(self, fixed: Mapping[str, Any] | None = None) -> Trial:
         with params_in_one_transaction(self.study):
-            trial = make(self.study, self._distributions)
+            trial = new_trial(self.study, self._distributions, fixed)
         self._pending[trial.number] = trial
         params = trial.params  # a deep copy on every read: read once
         return Trial(trial.number, {name: params[name] for name in self._distributions})
@@ -454,8 +460,7 @@ class OptunaController:
     def ask_fixed(self, decisions: Mapping[str, Any]) -> Trial:
         """A trial with fixed decisions (e.g. a re-run): recorded in the study, proposed by nobody,
         so the RL and evolution samplers are not told its result."""
-        self.study.enqueue_trial(dict(decisions), skip_if_exists=False)
-        return self._ask(lambda study, decisions: study.ask(decisions))  # Optuna's ask takes the enqueued trial
+        return self._ask(fixed=decisions)
 
     def set_user_attrs(self, trial: Trial | int, attrs: Mapping[str, Any]) -> None:
         """Store attributes on a trial that is still running (visible if the driver dies)."""
@@ -534,7 +539,8 @@ def _tpe_sampler_type() -> type:
                 self._history = history
 
             def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-                trials = study._get_trials(deepcopy=False, states=None, use_cache=True)
+                trials = [t for t in study._get_trials(deepcopy=False, states=None, use_cache=True)
+                          if t.number != trial.number]  # the trial being sampled is no part of it
                 if self._history is None or len(study.directions) != 1 or len(trials) <= self._history:
                     return dict(super().sample_relative(study, trial, search_space))
                 maximize = study.direction.name == "MAXIMIZE"
@@ -558,12 +564,18 @@ def make_tpe(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaControl
     extrapolated to MnasNet's 8,000), and a search's total in their square. TPE's "good" group
     holds at most the 25 best trials for one objective, and its weights already give old trials of
     the rest little say; with the best 25 always kept, a window only forgets old poor trials, and
-    up to ``history`` trials the proposals are Optuna's exactly. Multi-objective studies read every
-    trial."""
+    up to ``history`` trials the proposals are Optuna's exactly. Multi-objective studies, and the
+    independent TPE (``multivariate: false``), read every trial."""
     optuna = _optuna()
     study, rest = _split(options)
     rest = _sampler_options("tpe", optuna.samplers.TPESampler, rest, ours=("history",))
+    given = "history" in rest
     history = rest.pop("history", TPE_HISTORY)
+    if rest.get("multivariate") is False:  # the independent TPE: every trial, for each decision
+        if given and history is not None:
+            raise ControllerOptionError("tpe", "history", history, "applies to the multivariate TPE (the "
+                                        "default); with multivariate: false set history: null")
+        history = None
     if history is not None and not (isinstance(history, int) and not isinstance(history, bool) and history >= 1):
         raise ControllerOptionError("tpe", "history", history, "must be a positive number of trials, or null for all")
     sampler = _tpe_sampler_type()(seed=seed, history=history, **rest)

@@ -73,16 +73,21 @@ def test_ask_fixed_records_the_given_decisions(name: str, space, tmp_path) -> No
     assert following.number == trial.number + 1
 
 
-def test_ask_makes_a_new_trial_and_leaves_an_enqueued_one_waiting(name: str, space, tmp_path) -> None:
-    """The driver's asks skip Optuna's queue (reading it costs a read of every unfinished trial);
-    only ask_fixed, which enqueues, takes from it."""
+def test_asks_leave_a_trial_enqueued_by_others_waiting(name: str, space, tmp_path) -> None:
+    """The driver's asks skip Optuna's queue (reading it costs a read of every unfinished trial),
+    and a fixed ask records its own decisions, not those of a trial left in the queue."""
     controller = make(name, space, f"sqlite:///{tmp_path / 'study.db'}")
-    controller.study.enqueue_trial(dict(space.center()))
+    left = dict(space.center())
+    controller.study.enqueue_trial(left)
     asked = controller.ask()
     assert asked.number == 1
-    assert [t.state.name for t in controller.study.get_trials(deepcopy=False)] == ["WAITING", "RUNNING"]
-    fixed = controller.ask_fixed(space.center())
-    assert dict(fixed.decisions) == dict(space.center())
+    own = dict(asked.decisions)
+    assert own != left
+    fixed = controller.ask_fixed(own)
+    assert dict(fixed.decisions) == own
+    trials = controller.study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["WAITING", "RUNNING", "RUNNING"]
+    assert trials[2].params == own and trials[0].system_attrs["fixed_params"] == left
 
 
 def test_a_saved_state_continues_exactly(name: str, space, tmp_path) -> None:

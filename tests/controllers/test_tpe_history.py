@@ -71,3 +71,6 @@ def test_history_is_checked_by_name(space) -> None:
     with pytest.raises(ControllerOptionError, match="history"):  # the known options name it
         make_controller("tpe", space, 0, histroy=10)
     run(make_controller("tpe", space, 0, history=None), 12)  # None: every trial, as Optuna's TPE
+    with pytest.raises(ControllerOptionError, match="history"):  # the independent TPE reads every trial
+        make_controller("tpe", space, 0, multivariate=False, history=100)
+    assert make_controller("tpe", space, 0, multivariate=False).study.sampler._history is None
