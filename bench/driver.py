@@ -109,9 +109,14 @@ class BlockedTime:
         JobPool.wait = self._original  # type: ignore[method-assign]
 
 
+def window_start(n: int) -> int:
+    """The index of the first trial of checkpoint n's window (0.9 n, n]."""
+    return max(1, int(0.9 * n))
+
+
 def per_trial_ms(completions: list[float], n: int) -> float:
     """Mean gap between completions over the trials (0.9 n, n], in ms."""
-    first = max(1, int(0.9 * n))
+    first = window_start(n)
     gaps = [completions[i] - completions[i - 1] for i in range(first, min(n, len(completions)))]
     return 1000 * statistics.fmean(gaps) if gaps else math.nan
 
@@ -119,7 +124,7 @@ def per_trial_ms(completions: list[float], n: int) -> float:
 def driver_ms_at(completions: list[float], n: int, blocked: list[tuple[float, float]]) -> float:
     """The driver's own ms per trial over the trials (0.9 n, n]: that window's wall time less the
     time the driver sat blocked on workers inside it, per trial."""
-    first = max(1, int(0.9 * n))
+    first = window_start(n)
     if min(n, len(completions)) - first < 1:
         return math.nan
     start, end = completions[first - 1], completions[min(n, len(completions)) - 1]
@@ -162,7 +167,7 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
         cumulative = done[n - 1] - begin if len(done) >= n else math.nan
         rows.append({"trials": n, "per_trial_ms_at_n": per_trial_ms(done, n),
                      "driver_ms_at_n": driver_ms_at(done, n, blocked.intervals),
-                     "reused_at_n": sum(reused for _, reused in finished[max(1, int(0.9 * n)):n]),
+                     "reused_at_n": sum(reused for _, reused in finished[window_start(n):n]),
                      "mean_ms_over_first_n": 1000 * cumulative / n, "cumulative_s": cumulative})
     first, last = rows[0], rows[-1]
     exponent = (math.log(last["cumulative_s"] / first["cumulative_s"]) / math.log(last["trials"] / first["trials"])
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for result in results:
         for row in result["checkpoints"]:
-            window = row["trials"] - max(1, int(0.9 * row["trials"]))
+            window = row["trials"] - window_start(row["trials"])
             print(f"| {result['controller']} | {result['storage']} | {row['trials']} | "
                   f"{row['per_trial_ms_at_n']:.1f} | {row['driver_ms_at_n']:.1f} | {row['reused_at_n']} of {window} | "
                   f"{row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")

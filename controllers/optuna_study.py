@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import heapq
 import inspect
 import json
@@ -32,6 +33,7 @@ from controllers.base import (
     check_value,
     trial_number,
 )
+from nas.spec.checks import is_int
 from search_spaces import SearchSpace
 
 FORMAT = "nas.controllers.optuna/1"
@@ -524,34 +526,28 @@ def recent_history(trials: list[Any], history: int, maximize: bool) -> list[Any]
     return sorted(best, key=lambda t: t.number) + trials[-history:]
 
 
+@functools.lru_cache(maxsize=1)
 def _tpe_sampler_type() -> type:
     """Optuna's ``TPESampler`` conditioned on a bounded history: built on first use (Optuna is
     imported lazily)."""
-    global _TPE_TYPE
-    if _TPE_TYPE is None:
-        base = _optuna().samplers.TPESampler
 
-        class RecentTPESampler(base):  # type: ignore[misc, valid-type]
-            """TPE over the ``history`` most recent trials and the best before them."""
+    class RecentTPESampler(_optuna().samplers.TPESampler):  # type: ignore[misc]
+        """TPE over the ``history`` most recent trials and the best before them."""
 
-            def __init__(self, *, history: int | None = TPE_HISTORY, **options: Any) -> None:
-                super().__init__(**options)
-                self._history = history
+        def __init__(self, *, history: int | None = TPE_HISTORY, **options: Any) -> None:
+            super().__init__(**options)
+            self._history = history
 
-            def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-                trials = [t for t in study._get_trials(deepcopy=False, states=None, use_cache=True)
-                          if t.number != trial.number]  # the trial being sampled is no part of it
-                if self._history is None or len(study.directions) != 1 or len(trials) <= self._history:
-                    return dict(super().sample_relative(study, trial, search_space))
-                maximize = study.direction.name == "MAXIMIZE"
-                view = _RecentTrials(study, recent_history(trials, self._history, maximize))
-                return dict(super().sample_relative(view, trial, search_space))
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            trials = [t for t in study._get_trials(deepcopy=False, states=None, use_cache=True)
+                      if t.number != trial.number]  # the trial being sampled is no part of it
+            if self._history is None or len(study.directions) != 1 or len(trials) <= self._history:
+                return dict(super().sample_relative(study, trial, search_space))
+            maximize = study.direction.name == "MAXIMIZE"
+            view = _RecentTrials(study, recent_history(trials, self._history, maximize))
+            return dict(super().sample_relative(view, trial, search_space))
 
-        _TPE_TYPE = RecentTPESampler
-    return _TPE_TYPE
-
-
-_TPE_TYPE: type | None = None
+    return RecentTPESampler
 
 
 def make_tpe(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaController:
@@ -576,7 +572,7 @@ def make_tpe(space: SearchSpace, seed: int = 0, **options: Any) -> OptunaControl
             raise ControllerOptionError("tpe", "history", history, "applies to the multivariate TPE (the "
                                         "default); with multivariate: false set history: null")
         history = None
-    if history is not None and not (isinstance(history, int) and not isinstance(history, bool) and history >= 1):
+    if history is not None and not (is_int(history) and history >= 1):
         raise ControllerOptionError("tpe", "history", history, "must be a positive number of trials, or null for all")
     sampler = _tpe_sampler_type()(seed=seed, history=history, **rest)
     return OptunaController(space, sampler, name="tpe", seed=seed, **study)
