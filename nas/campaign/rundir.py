@@ -6,6 +6,7 @@
 - ``study.db``: the default storage (SQLite).
 - ``controller.json``: the controller's state after every tell (``controllers.statefile``: JSON,
   never a pickle), whose SHA-256 the study records; a file the study does not know is refused.
+  ``controller.json.arrays/``: its large arrays, raw bytes named by their SHA-256.
   An older version's ``controller.pkl`` is never read.
 - ``drivers.txt``: every driver that ran from this directory (their trials are never alive).
 - ``.driver.lock``: held by the running driver: one driver per run directory. Several drivers

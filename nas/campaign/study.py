@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 import optuna
 import sqlalchemy.exc
 
+from controllers.optuna_study import write_study_system_attr
 from nas.campaign.config import CampaignConfig, default_storage, load_config
 from nas.spec.errors import NasError
 from nas.spec.optional import optional_import
@@ -195,7 +196,7 @@ class CampaignStudy:
         driver of that run directory writes its digests, so after the first they come from memory."""
         previous = self._last_digest[run_key] if run_key in self._last_digest else self.state_digests(run_key)[-1:]
         kept = [*previous, digest]
-        self.study._storage.set_study_system_attr(self.study._study_id, f"controller_state:{run_key}", kept)
+        write_study_system_attr(self.study, f"controller_state:{run_key}", kept)
         self._last_digest[run_key] = [digest]
 
     # ----- drivers -----------------------------------------------------------------------------

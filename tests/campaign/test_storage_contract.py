@@ -24,7 +24,13 @@ import yaml
 
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
-from controllers.optuna_study import count_trials, params_in_one_transaction, write_user_attrs
+from controllers.optuna_study import (
+    count_trials,
+    finish_trial,
+    params_in_one_transaction,
+    write_study_system_attr,
+    write_user_attrs,
+)
 from nas.campaign.study import (
     HEARTBEAT_STALE_S,
     INTERRUPTED,
@@ -97,6 +103,58 @@ def test_a_record_written_in_one_transaction_equals_one_written_attribute_by_att
     with pytest.raises(RuntimeError, match="finished"):  # Optuna's UpdateFinishedTrialError
         write_user_attrs(study, at_once._trial_id, {"late": 1})
     assert "late" not in optuna.load_study(study_name=name, storage=storage).trials[0].user_attrs
+
+
+def test_a_study_attribute_written_by_one_upsert_equals_optunas(storage) -> None:
+    name = _study(storage, "sysattr")
+    study = optuna.create_study(storage=storage, study_name=name)
+    study._storage.set_study_system_attr(study._study_id, "optuna", ["a", "b"])
+    write_study_system_attr(study, "ours", ["a", "b"])
+    write_study_system_attr(study, "ours", ["b", "c"])  # replaces the value
+    study._storage.set_study_system_attr(study._study_id, "optuna", ["b", "c"])
+    attrs = optuna.load_study(study_name=name, storage=storage)._storage.get_study_system_attrs(study._study_id)
+    assert attrs["ours"] == attrs["optuna"] == ["b", "c"]
+
+
+class _Recorder(optuna.samplers.RandomSampler):
+    """A sampler that keeps what ``after_trial`` was told."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.told: list[tuple[int, dict, dict, str, list | None]] = []
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.told.append((trial.number, dict(trial.params), dict(trial.user_attrs), state.name, values))
+
+
+def test_finishing_a_trial_tells_the_sampler_and_the_storage_what_study_tell_does(storage) -> None:
+    recorders = {}
+    for way in ("tell", "finish"):
+        recorder = _Recorder()
+        study = optuna.create_study(storage=storage, study_name=_study(storage, way), sampler=recorder,
+                                    directions=["maximize"])
+        for index, values in enumerate(([0.5], None)):
+            trial = study.ask({"op": optuna.distributions.CategoricalDistribution(["a", "b"])})
+            trial.set_user_attr("index", index)
+            if way == "tell":
+                study.tell(trial, values, state=None if values else optuna.trial.TrialState.FAIL)
+            else:
+                finish_trial(study, trial, values)
+        reread = optuna.load_study(study_name=study.study_name, storage=storage).get_trials(deepcopy=False)
+        recorders[way] = (recorder.told, [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in reread])
+    assert recorders["finish"] == recorders["tell"]
+    assert [state for _, _, _, state, _ in recorders["finish"][0]] == ["COMPLETE", "FAIL"]
+    assert recorders["finish"][0][0][2] == {"index": 0}  # the sampler saw the trial's attributes
+
+
+def test_a_trial_finished_elsewhere_cannot_be_finished_again(storage) -> None:
+    study = optuna.create_study(storage=storage, study_name=_study(storage, "twice"))
+    trial = study.ask()
+    other = optuna.load_study(study_name=study.study_name, storage=storage)
+    other.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    with pytest.raises(RuntimeError, match="finished"):  # Optuna's UpdateFinishedTrialError
+        finish_trial(study, trial, [1.0])
+    assert optuna.load_study(study_name=study.study_name, storage=storage).trials[0].state.name == "FAIL"
 
 
 def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storage) -> None:

@@ -2,14 +2,16 @@
 against the digests a campaign's study records."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 
 import numpy as np
 import pytest
 
-from controllers import StateFileError, StateMismatchError, make_controller, save_state
+from controllers import StateFileError, StateMismatchError, load_state, make_controller, save_state
 from controllers.statefile import decode, encode, read_state
 from search_spaces import get_space
 
@@ -67,3 +69,64 @@ def test_a_pickle_is_never_loaded(tmp_path) -> None:
     with pytest.raises(StateFileError, match="not a JSON state"):
         read_state(path)
     assert not marker.exists()
+
+
+def _rl_after(updates: int, batch_size: int = 4):
+    controller = make_controller("rl", get_space("mnasnet"), seed=1, batch_size=batch_size)
+    for index in range(updates * batch_size):
+        controller.tell(controller.ask(), 0.1 * (index % 7))
+    return controller
+
+
+def test_large_arrays_are_blobs_named_by_their_digest_and_read_back_exactly(tmp_path) -> None:
+    controller = _rl_after(updates=1)
+    path = tmp_path / "controller.json"
+    digest = save_state(controller, path)
+    blobs = tmp_path / "controller.json.arrays"
+    names = sorted(entry.name for entry in blobs.iterdir())
+    assert names and all(hashlib.sha256((blobs / name).read_bytes()).hexdigest() == name for name in names)
+    assert len(path.read_bytes()) < sum((blobs / name).stat().st_size for name in names)  # not inlined
+    assert '"$blob"' in path.read_text()
+    restored = make_controller("rl", get_space("mnasnet"), seed=1, batch_size=4)
+    load_state(restored, path, digests=[digest])
+    for _ in range(6):  # the same proposals, across an update
+        assert restored.ask().decisions == controller.ask().decisions
+
+
+def test_a_save_keeps_only_the_blobs_its_state_references(tmp_path) -> None:
+    controller = _rl_after(updates=1)
+    path = tmp_path / "controller.json"
+    save_state(controller, path)
+    blobs = tmp_path / "controller.json.arrays"
+    first = {entry.name for entry in blobs.iterdir()}
+    save_state(controller, path)  # unchanged weights: nothing new is written, nothing is deleted
+    assert {entry.name for entry in blobs.iterdir()} == first
+    for index in range(4):  # one more update changes the weights and moments
+        controller.tell(controller.ask(), 0.2 * index)
+    save_state(controller, path)
+    second = {entry.name for entry in blobs.iterdir()}
+    assert second != first and len(second) == len(first)
+    referenced = set(re.findall(r'"([0-9a-f]{64})"', path.read_text()))
+    assert second == referenced
+
+
+def test_a_changed_or_missing_blob_is_refused(tmp_path) -> None:
+    path = tmp_path / "controller.json"
+    digest = save_state(_rl_after(updates=1), path)
+    blobs = sorted((tmp_path / "controller.json.arrays").iterdir())
+    original = blobs[0].read_bytes()
+    blobs[0].write_bytes(bytes([original[0] ^ 1]) + original[1:])  # same size, other bytes
+    with pytest.raises(StateMismatchError, match="does not match its SHA-256"):
+        read_state(path, digests=[digest])
+    blobs[0].write_bytes(original + b"\0")
+    with pytest.raises(StateMismatchError, match="bytes"):
+        read_state(path, digests=[digest])
+    blobs[0].unlink()
+    with pytest.raises(StateFileError, match="is missing"):
+        read_state(path, digests=[digest])
+    with pytest.raises(StateFileError, match="no blob directory"):
+        decode({"$blob": ["<f4", [2], "0" * 64]})
+    with pytest.raises(StateFileError, match="malformed array blob"):
+        read_state_text = path.read_text().replace('"$blob": ["<f4"', '"$blob": ["|O"', 1)
+        path.write_text(read_state_text)
+        read_state(path)
