@@ -51,7 +51,8 @@ import optuna
 
 from bench.common import write_report
 from bench.controllers import TARGET_MS, W, surrogate
-from controllers.optuna_study import distributions, params_in_one_transaction, write_user_attrs
+from controllers.optuna_rdb import params_in_one_transaction, write_user_attrs
+from controllers.optuna_study import distributions
 from nas.campaign.config import config_from_dict
 from nas.campaign.driver import Campaign
 from nas.campaign.evaluate import Evaluation

@@ -11,15 +11,12 @@ Any sampler can drive the study, including the RL and evolution controllers thro
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
 import functools
 import heapq
 import inspect
-import json
-import sqlite3
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +31,7 @@ from controllers.base import (
     check_value,
     trial_number,
 )
+from controllers.optuna_rdb import count_trials, fast_trial_reads, params_in_one_transaction, write_user_attrs
 from nas.spec.checks import is_int
 from search_spaces import SearchSpace
 
@@ -151,177 +149,6 @@ def frozen_trial(data: Mapping[str, Any]) -> Any:
         raise ControllerError(f"a saved trial is malformed ({type(error).__name__}: {error})") from None
 
 
-def _rdb(study: Any) -> tuple[Any, Any, Any] | None:
-    """``(backend, models, session)`` for a study on Optuna's RDB storage (SQLite, PostgreSQL):
-    the storage behind Optuna's cache, its table models, and ``session(commit)``, its scoped
-    session as a context manager. None on any other storage, or where Optuna's private RDB
-    layout (present since Optuna 3) is missing: the callers then take Optuna's public, slower way."""
-    optuna = _optuna()
-    backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
-    if not isinstance(backend, optuna.storages.RDBStorage):
-        return None
-    try:  # private to Optuna's RDB storage, and imported only on that path
-        from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
-        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
-    except ImportError:  # pragma: no cover - another Optuna layout
-        return None
-    return backend, models, lambda commit=False: _create_scoped_session(backend.scoped_session, commit)
-
-
-def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Store ``attrs`` (JSON-serialisable) on a running trial of ``study``: in one transaction on
-    Optuna's RDB storage (SQLite, PostgreSQL), one at a time on any other storage.
-
-    Optuna commits each user attribute on its own; a campaign stores about 30 per trial, and each
-    commit costs a few milliseconds on SQLite. One transaction also makes a trial's record
-    all-or-nothing. On SQLite and PostgreSQL the record is one multi-row upsert after one check
-    that the trial is still running (Optuna's own writer looks the trial up again for every
-    attribute); other engines use Optuna's attribute writer inside the one transaction. The upsert
-    is one statement run over the rows (its compiled form is reused): a statement with the rows
-    in its VALUES clause is compiled afresh for every record, and took 3.4 ms where this takes 0.6
-    for 30 attributes on SQLite."""
-    if not attrs:
-        return
-    rdb = _rdb(study)
-    if rdb is None:
-        for key, value in attrs.items():
-            study._storage.set_trial_user_attr(trial_id, key, value)
-        return
-    backend, models, session_of = rdb
-    table = models.TrialUserAttributeModel
-    upsert = _multi_row_upsert(backend.engine.name)
-    with session_of(True) as session:
-        if upsert is None:
-            for key, value in attrs.items():
-                backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
-            return
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial.state)
-        _execute_upsert(session, upsert, table, "trial_id",
-                        [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                         for key, value in attrs.items()])
-
-
-def write_study_system_attr(study: Any, key: str, value: Any) -> None:
-    """Optuna's ``set_study_system_attr`` as one compiled upsert on SQLite and PostgreSQL (a
-    campaign records its controller state's digest after every tell: Optuna's writer looks the
-    study and the attribute up through the ORM first, about 2.4 ms a write on SQLite against
-    under 1 ms); Optuna's own writer elsewhere."""
-    rdb = _rdb(study)
-    upsert = None if rdb is None else _multi_row_upsert(rdb[0].engine.name)
-    if rdb is None or upsert is None:
-        study._storage.set_study_system_attr(study._study_id, key, value)
-        return
-    _, models, session_of = rdb
-    with session_of(True) as session:
-        _execute_upsert(session, upsert, models.StudySystemAttributeModel, "study_id",
-                        [{"study_id": study._study_id, "key": key, "value_json": json.dumps(value)}])
-
-
-def _execute_upsert(session: Any, upsert: Any, table: Any, owner: str, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` into the attribute ``table`` (unique on ``owner`` and ``key``), replacing
-    the values of keys already there: one statement run over the rows, so its compiled form is
-    reused."""
-    statement = upsert(table.__table__)
-    session.execute(statement.on_conflict_do_update(index_elements=[owner, "key"],
-                                                    set_={"value_json": statement.excluded.value_json}), rows)
-
-
-def count_trials(study: Any) -> int:
-    """How many trials ``study`` holds, in any state: one ``COUNT`` query on Optuna's RDB storage,
-    ``len(get_trials())`` elsewhere.
-
-    A campaign saves its controller after every trial with this count in the state. Through
-    Optuna's cache, counting first re-reads every unfinished trial with its parameters and
-    attributes (about 10 ms a save on SQLite at 400 trials, more as trials pile up)."""
-    rdb = _rdb(study)
-    if rdb is None:
-        return len(study.get_trials(deepcopy=False))
-    from sqlalchemy import func  # heavy: SQLAlchemy, loaded with Optuna's storage already
-
-    _, models, session_of = rdb
-    with session_of() as session:
-        return int(session.query(func.count(models.TrialModel.trial_id))
-                   .filter(models.TrialModel.study_id == study._study_id).scalar())
-
-
-def _multi_row_upsert(engine: str) -> Any:
-    """SQLAlchemy's ``insert`` with ``on_conflict_do_update`` for ``engine`` (SQLite 3.24 or
-    newer, PostgreSQL), or None where the dialect has none."""
-    if engine == "postgresql":
-        from sqlalchemy.dialects import postgresql  # heavy: SQLAlchemy, already loaded by Optuna's storage
-
-        return postgresql.insert
-    if engine == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects import sqlite  # heavy: as above
-
-        return sqlite.insert
-    return None
-
-
-@contextlib.contextmanager
-def params_in_one_transaction(study: Any) -> Iterator[None]:
-    """Inside the block, the parameters Optuna writes for ``study``'s trials are held, and written
-    in one transaction when the block ends (also when it raises); on storages other than Optuna's
-    RDB storage nothing changes.
-
-    Optuna commits each suggested parameter on its own; asking a campaign's 42 decisions cost 42
-    commits. Like :func:`write_user_attrs` this reaches into Optuna's RDB storage (its per-parameter
-    writer, shadowed on the instance for the block, and its session helper); if those are missing
-    the parameters go one by one. The values are checked as before, at the end instead of each one
-    as it is suggested. Meant for one thread per storage object, as a campaign driver asks."""
-    rdb = _rdb(study)
-    if rdb is None or not callable(getattr(rdb[0], "_set_trial_param", None)):
-        yield
-        return
-    backend, models, session_of = rdb
-    held: list[tuple[Any, ...]] = []
-    backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writer
-    try:
-        yield
-    finally:
-        del backend._set_trial_param
-        if held:
-            with session_of(True) as session:
-                _write_params(backend, models, session, held)
-
-
-def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
-    """Write the parameters ``held`` (Optuna's ``_set_trial_param`` arguments: trial id, name,
-    internal value, distribution, previous distribution or None) in ``session``, with Optuna's
-    checks: the trial is still running, and each distribution agrees with the one the study
-    already holds for that name. The trial is looked up once per trial, and the study's
-    distribution once per name (Optuna's writer does both for every parameter, and each lookup
-    flushes the rows added before it); the rows are inserted together, by one statement."""
-    from optuna import distributions as optuna_distributions  # heavy: loaded with optuna already
-    from sqlalchemy import insert  # heavy: SQLAlchemy, loaded with Optuna's storage already
-
-    trials: dict[int, Any] = {}
-    known: dict[tuple[int, str], Any] = {}  # (study id, name) -> the distribution the study holds
-    rows = []
-    for trial_id, name, value, distribution, previous in held:
-        if trial_id not in trials:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            backend.check_trial_is_updatable(trial_id, trial.state)
-            trials[trial_id] = trial
-        study_id = trials[trial_id].study_id
-        if previous is None:
-            if (study_id, name) not in known:
-                record = (session.query(models.TrialParamModel.distribution_json)
-                          .join(models.TrialModel).filter(models.TrialModel.study_id == study_id)
-                          .filter(models.TrialParamModel.param_name == name).first())
-                known[(study_id, name)] = (None if record is None
-                                           else optuna_distributions.json_to_distribution(record[0]))
-            previous = known[(study_id, name)]
-        if previous is not None:
-            optuna_distributions.check_distribution_compatibility(previous, distribution)
-        else:
-            known[(study_id, name)] = distribution  # later rows of this block are checked against it
-        rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
-                     "distribution_json": optuna_distributions.distribution_to_json(distribution)})
-    session.execute(insert(models.TrialParamModel.__table__), rows)  # one compiled INSERT over the rows
-
-
 def new_trial(study: Any, decisions: Mapping[str, Any], fixed: Mapping[str, Any] | None = None) -> Any:
     """A new running trial of ``study`` with ``decisions`` (name -> categorical distribution)
     suggested: Optuna's ``Study.ask(decisions)`` without its queue of enqueued trials. ``fixed``
@@ -354,7 +181,7 @@ def finish_trial(study: Any, trial: Any, values: Sequence[float] | None) -> None
     after, to return it: on SQLite each read of a campaign's trial (42 parameters, about 30
     attributes) took 4-5 ms, half of a tell. The trial's own copy (``Trial._cached_frozen_trial``,
     which Optuna's ``Trial`` keeps up to date with what it suggests and sets) is what the sampler is
-    told here, with the user attributes written through :func:`write_user_attrs` merged in by the
+    told here, with the user attributes written through :func:`controllers.optuna_rdb.write_user_attrs` merged in by the
     caller. As in ``Study.tell``, the sampler hears first and the state is written even if it
     raises. The values are the caller's checked floats (:func:`controllers.base.check_value`);
     that the trial is still running is checked by the storage's write. Where Optuna's ``Trial``
@@ -405,6 +232,7 @@ class OptunaController:
             found = [d.name.lower() for d in self.study.directions]
             raise ControllerError(f"study {self.study.study_name!r} in {storage} optimises {found}, "
                                   f"not {list(directions)}")
+        fast_trial_reads(self.study)
         self._distributions = distributions(space)
         self._pending: dict[int, Any] = {}
         self._settled_elsewhere: list[int] = []  # pending at the save, finished before a restore

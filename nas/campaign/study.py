@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 import optuna
 import sqlalchemy.exc
 
-from controllers.optuna_study import write_study_system_attr
+from controllers.optuna_rdb import write_study_system_attr
 from nas.campaign.config import CampaignConfig, default_storage, load_config
 from nas.spec.errors import NasError
 from nas.spec.optional import optional_import

@@ -24,13 +24,14 @@ import yaml
 
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
-from controllers.optuna_study import (
+from controllers.optuna_rdb import (
     count_trials,
-    finish_trial,
+    fast_trial_reads,
     params_in_one_transaction,
     write_study_system_attr,
     write_user_attrs,
 )
+from controllers.optuna_study import finish_trial
 from nas.campaign.study import (
     HEARTBEAT_STALE_S,
     INTERRUPTED,
@@ -155,6 +156,51 @@ def test_a_trial_finished_elsewhere_cannot_be_finished_again(storage) -> None:
     with pytest.raises(RuntimeError, match="finished"):  # Optuna's UpdateFinishedTrialError
         finish_trial(study, trial, [1.0])
     assert optuna.load_study(study_name=study.study_name, storage=storage).trials[0].state.name == "FAIL"
+
+
+def _fields(trials) -> list[dict[str, str]]:
+    """Every field of each trial, as text (a NaN equals a NaN), with its type."""
+    return [{key: f"{type(value).__name__}:{value!r}" for key, value in vars(trial).items()} for trial in trials]
+
+
+def test_trials_read_through_core_equal_optunas_own_reads(storage) -> None:
+    name = _study(storage, "reads")
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
+    space = {"op": optuna.distributions.CategoricalDistribution(["mbconv", None, 3]),
+             "ratio": optuna.distributions.FloatDistribution(0.0, 1.0),
+             "layers": optuna.distributions.IntDistribution(1, 4)}
+    for index in range(6):
+        trial = study.ask(space)
+        trial.set_user_attr("arch", {"index": index, "nested": [1.5, None]})
+        study._storage.set_trial_system_attr(trial._trial_id, "mark", [index])
+        for step, value in enumerate((0.5, float("inf"), float("nan"), -float("inf"))[:index]):
+            study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+        if index % 3 == 0:
+            study.tell(trial, [0.25 * index, float("inf") if index == 3 else 1.0])
+        elif index % 3 == 1:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        # index % 3 == 2 stays RUNNING
+    ours = optuna.load_study(study_name=name, storage=storage)
+    assert fast_trial_reads(ours)
+    plain = optuna.storages.get_storage(storage)
+    backend = ours._storage._backend
+    reference = getattr(plain, "_backend", plain)
+    study_id = study._study_id
+    ids = [t._trial_id for t in plain.get_all_trials(study_id)]
+    running_or_failed = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
+    for states, included, greater in [(None, set(), -1), (None, {ids[2]}, ids[3]), (None, {ids[2], ids[5]}, ids[5]),
+                                      ((optuna.trial.TrialState.COMPLETE,), set(), -1),
+                                      (running_or_failed, {ids[1]}, ids[2])]:
+        assert _fields(backend._get_trials(study_id, states, included, greater)) == _fields(
+            reference._get_trials(study_id, states, included, greater))
+    for trial_id in ids:
+        assert _fields([backend.get_trial(trial_id)]) == _fields([reference.get_trial(trial_id)])
+    assert _fields(ours.get_trials()) == _fields(optuna.load_study(study_name=name, storage=storage).get_trials())
+    assert len(ids) == 6
+    with pytest.raises(KeyError):
+        backend.get_trial(max(ids) + 1000)
+    with pytest.raises(KeyError):
+        backend._get_trials(study_id + 1000, None, set(), -1)
 
 
 def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storage) -> None:

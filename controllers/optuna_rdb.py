@@ -1,0 +1,329 @@
+"""Faster paths through Optuna's RDB storage (SQLite, PostgreSQL) for what a campaign does per trial.
+
+Optuna's RDB storage goes through SQLAlchemy's ORM and commits every write on its own: a trial's
+42 parameters were 42 commits, its 30 attributes 30 more, and each read of a trial built ORM
+objects for its 72 rows. A campaign at MnasNet's scale (about 8,000 trials) pays that on every
+trial, so these helpers do the same work with SQLAlchemy Core statements, compiled once and run
+over the rows, in one transaction each:
+
+- :func:`write_user_attrs`, :func:`write_study_system_attr`: attribute upserts;
+- :func:`params_in_one_transaction`: the parameters of an ask;
+- :func:`count_trials`: one ``COUNT``;
+- :func:`fast_trial_reads`: the storage's trial readers (one trial, or the study's new and
+  unfinished trials, what Optuna's cache asks for before every sample) replaced by Core reads.
+
+They reach into Optuna's private RDB layout (its table models and session helper, present since
+Optuna 3), checked on use: where it is missing, or on any other storage, Optuna's own public and
+slower way is taken. The tests hold each against Optuna's own path on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import json
+import sqlite3
+from typing import Any, Iterator, Mapping
+
+
+def _rdb(study: Any) -> tuple[Any, Any, Any] | None:
+    """``(backend, models, session)`` for a study on Optuna's RDB storage (SQLite, PostgreSQL):
+    the storage behind Optuna's cache, its table models, and ``session(commit)``, its scoped
+    session as a context manager. None on any other storage, or where Optuna's private RDB
+    layout (present since Optuna 3) is missing: the callers then take Optuna's public, slower way."""
+    from optuna.storages import RDBStorage  # heavy: the caller's study has loaded optuna already
+
+    backend = getattr(study._storage, "_backend", study._storage)  # the RDB storage behind Optuna's cache
+    if not isinstance(backend, RDBStorage):
+        return None
+    try:  # private to Optuna's RDB storage, and imported only on that path
+        from optuna.storages._rdb import models  # heavy: SQLAlchemy's ORM models of Optuna's tables
+        from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
+    except ImportError:  # pragma: no cover - another Optuna layout
+        return None
+    return backend, models, lambda commit=False: _create_scoped_session(backend.scoped_session, commit)
+
+
+def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Store ``attrs`` (JSON-serialisable) on a running trial of ``study``: in one transaction on
+    Optuna's RDB storage (SQLite, PostgreSQL), one at a time on any other storage.
+
+    Optuna commits each user attribute on its own; a campaign stores about 30 per trial, and each
+    commit costs a few milliseconds on SQLite. One transaction also makes a trial's record
+    all-or-nothing. On SQLite and PostgreSQL the record is one multi-row upsert after one check
+    that the trial is still running (Optuna's own writer looks the trial up again for every
+    attribute); other engines use Optuna's attribute writer inside the one transaction. The upsert
+    is one statement run over the rows (its compiled form is reused): a statement with the rows
+    in its VALUES clause is compiled afresh for every record, and took 3.4 ms where this takes 0.6
+    for 30 attributes on SQLite."""
+    if not attrs:
+        return
+    rdb = _rdb(study)
+    if rdb is None:
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial_id, key, value)
+        return
+    backend, models, session_of = rdb
+    table = models.TrialUserAttributeModel
+    upsert = _multi_row_upsert(backend.engine.name)
+    with session_of(True) as session:
+        if upsert is None:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
+            return
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+        _execute_upsert(session, upsert, table, "trial_id",
+                        [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                         for key, value in attrs.items()])
+
+
+def write_study_system_attr(study: Any, key: str, value: Any) -> None:
+    """Optuna's ``set_study_system_attr`` as one compiled upsert on SQLite and PostgreSQL (a
+    campaign records its controller state's digest after every tell: Optuna's writer looks the
+    study and the attribute up through the ORM first, about 2.4 ms a write on SQLite against
+    under 1 ms); Optuna's own writer elsewhere."""
+    rdb = _rdb(study)
+    upsert = None if rdb is None else _multi_row_upsert(rdb[0].engine.name)
+    if rdb is None or upsert is None:
+        study._storage.set_study_system_attr(study._study_id, key, value)
+        return
+    _, models, session_of = rdb
+    with session_of(True) as session:
+        _execute_upsert(session, upsert, models.StudySystemAttributeModel, "study_id",
+                        [{"study_id": study._study_id, "key": key, "value_json": json.dumps(value)}])
+
+
+def _execute_upsert(session: Any, upsert: Any, table: Any, owner: str, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into the attribute ``table`` (unique on ``owner`` and ``key``), replacing
+    the values of keys already there: one statement run over the rows, so its compiled form is
+    reused."""
+    statement = upsert(table.__table__)
+    session.execute(statement.on_conflict_do_update(index_elements=[owner, "key"],
+                                                    set_={"value_json": statement.excluded.value_json}), rows)
+
+
+def count_trials(study: Any) -> int:
+    """How many trials ``study`` holds, in any state: one ``COUNT`` query on Optuna's RDB storage,
+    ``len(get_trials())`` elsewhere.
+
+    A campaign saves its controller after every trial with this count in the state. Through
+    Optuna's cache, counting first re-reads every unfinished trial with its parameters and
+    attributes (about 10 ms a save on SQLite at 400 trials, more as trials pile up)."""
+    rdb = _rdb(study)
+    if rdb is None:
+        return len(study.get_trials(deepcopy=False))
+    from sqlalchemy import func  # heavy: SQLAlchemy, loaded with Optuna's storage already
+
+    _, models, session_of = rdb
+    with session_of() as session:
+        return int(session.query(func.count(models.TrialModel.trial_id))
+                   .filter(models.TrialModel.study_id == study._study_id).scalar())
+
+
+def _multi_row_upsert(engine: str) -> Any:
+    """SQLAlchemy's ``insert`` with ``on_conflict_do_update`` for ``engine`` (SQLite 3.24 or
+    newer, PostgreSQL), or None where the dialect has none."""
+    if engine == "postgresql":
+        from sqlalchemy.dialects import postgresql  # heavy: SQLAlchemy, already loaded by Optuna's storage
+
+        return postgresql.insert
+    if engine == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects import sqlite  # heavy: as above
+
+        return sqlite.insert
+    return None
+
+
+@contextlib.contextmanager
+def params_in_one_transaction(study: Any) -> Iterator[None]:
+    """Inside the block, the parameters Optuna writes for ``study``'s trials are held, and written
+    in one transaction when the block ends (also when it raises); on storages other than Optuna's
+    RDB storage nothing changes.
+
+    Optuna commits each suggested parameter on its own; asking a campaign's 42 decisions cost 42
+    commits. Like :func:`write_user_attrs` this reaches into Optuna's RDB storage (its per-parameter
+    writer, shadowed on the instance for the block, and its session helper); if those are missing
+    the parameters go one by one. The values are checked as before, at the end instead of each one
+    as it is suggested. Meant for one thread per storage object, as a campaign driver asks."""
+    rdb = _rdb(study)
+    if rdb is None or not callable(getattr(rdb[0], "_set_trial_param", None)):
+        yield
+        return
+    backend, models, session_of = rdb
+    held: list[tuple[Any, ...]] = []
+    backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writer
+    try:
+        yield
+    finally:
+        del backend._set_trial_param
+        if held:
+            with session_of(True) as session:
+                _write_params(backend, models, session, held)
+
+
+def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
+    """Write the parameters ``held`` (Optuna's ``_set_trial_param`` arguments: trial id, name,
+    internal value, distribution, previous distribution or None) in ``session``, with Optuna's
+    checks: the trial is still running, and each distribution agrees with the one the study
+    already holds for that name. The trial is looked up once per trial, and the study's
+    distribution once per name (Optuna's writer does both for every parameter, and each lookup
+    flushes the rows added before it); the rows are inserted together, by one statement."""
+    from optuna import distributions as optuna_distributions  # heavy: loaded with optuna already
+    from sqlalchemy import insert  # heavy: SQLAlchemy, loaded with Optuna's storage already
+
+    trials: dict[int, Any] = {}
+    known: dict[tuple[int, str], Any] = {}  # (study id, name) -> the distribution the study holds
+    rows = []
+    for trial_id, name, value, distribution, previous in held:
+        if trial_id not in trials:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            backend.check_trial_is_updatable(trial_id, trial.state)
+            trials[trial_id] = trial
+        study_id = trials[trial_id].study_id
+        if previous is None:
+            if (study_id, name) not in known:
+                record = (session.query(models.TrialParamModel.distribution_json)
+                          .join(models.TrialModel).filter(models.TrialModel.study_id == study_id)
+                          .filter(models.TrialParamModel.param_name == name).first())
+                known[(study_id, name)] = (None if record is None
+                                           else optuna_distributions.json_to_distribution(record[0]))
+            previous = known[(study_id, name)]
+        if previous is not None:
+            optuna_distributions.check_distribution_compatibility(previous, distribution)
+        else:
+            known[(study_id, name)] = distribution  # later rows of this block are checked against it
+        rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
+                     "distribution_json": optuna_distributions.distribution_to_json(distribution)})
+    session.execute(insert(models.TrialParamModel.__table__), rows)  # one compiled INSERT over the rows
+
+
+def fast_trial_reads(study: Any) -> bool:
+    """Replace the trial readers of ``study``'s RDB storage (its ``get_trial`` and the
+    ``_get_trials`` behind Optuna's cache) with :class:`TrialReader`'s Core reads; False (nothing
+    changed) on any other storage or Optuna layout.
+
+    Through Optuna's cache, every ask of a sampler that reads the study (TPE, NSGA-II) first
+    re-reads the trials still running and those finished since the last read; and every new
+    ``Trial`` reads itself back. Optuna builds ORM objects for each row of those trials (42
+    parameters, about 30 attributes, six queries): about 5 ms per trial on SQLite, a quarter of a
+    TPE ask at 600 trials. Only this study's storage object is changed (each campaign controller
+    opens its own)."""
+    rdb = _rdb(study)
+    if rdb is None or not callable(getattr(rdb[0], "_get_trials", None)):
+        return False
+    backend, models, session_of = rdb
+    reader = TrialReader(models)
+
+    def get_trials(study_id: int, states: Any, included_trial_ids: set[int], trial_id_greater_than: int) -> list[Any]:
+        with session_of() as session:
+            return reader.trials(session, study_id, states, included_trial_ids, trial_id_greater_than)
+
+    def get_trial(trial_id: int) -> Any:
+        with session_of() as session:
+            return reader.trial(session, trial_id)
+
+    backend._get_trials = get_trials
+    backend.get_trial = get_trial
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution(text: str) -> Any:
+    """The distribution stored as ``text`` (a campaign's trials share a few dozen; Optuna parses
+    each parameter's afresh). Distributions are not changed by their readers."""
+    from optuna.distributions import json_to_distribution  # heavy: loaded with optuna already
+
+    return json_to_distribution(text)
+
+
+def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
+    """A stored naive UTC time as Optuna's RDB storage returns it: naive local time."""
+    if utc is None:
+        return None
+    return utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+class TrialReader:
+    """Optuna's ``FrozenTrial`` records read with SQLAlchemy Core: one query per table, each
+    restricted to the trials wanted by the same filter (no list of ids that can outgrow a
+    database's limit on bound parameters), equal to Optuna's own reads (tested)."""
+
+    def __init__(self, models: Any) -> None:
+        self.models = models
+
+    def trial(self, session: Any, trial_id: int) -> Any:
+        """One trial by id (``KeyError`` if there is none, as Optuna's ``get_trial``)."""
+        table = self.models.TrialModel.__table__
+        found = self._read(session, table.c.trial_id == trial_id)
+        if not found:
+            raise KeyError(self.models.NOT_FOUND_MSG)
+        return found[0]
+
+    def trials(self, session: Any, study_id: int, states: Any, included_trial_ids: set[int],
+               trial_id_greater_than: int) -> list[Any]:
+        """Optuna's ``RDBStorage._get_trials``: the study's trials in ``states`` (all if None)
+        whose id is greater than ``trial_id_greater_than`` or in ``included_trial_ids`` (those
+        up to it), by id. A missing study is a ``KeyError``."""
+        from sqlalchemy import and_, or_, select, true  # heavy: SQLAlchemy, loaded with Optuna's storage
+
+        studies = self.models.StudyModel.__table__
+        if session.execute(select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
+            raise KeyError(self.models.NOT_FOUND_MSG)
+        table = self.models.TrialModel.__table__
+        included = sorted(trial_id for trial_id in included_trial_ids if trial_id <= trial_id_greater_than)
+        if trial_id_greater_than > -1:
+            newer = table.c.trial_id > trial_id_greater_than
+            window = or_(table.c.trial_id.in_(included), newer) if included else newer
+        else:
+            window = true()
+        state_filter = table.c.state.in_(list(states)) if states is not None else true()
+        return self._read(session, and_(table.c.study_id == study_id, state_filter, window))
+
+    def _read(self, session: Any, where: Any) -> list[Any]:
+        from optuna.trial import FrozenTrial  # heavy: loaded with optuna already
+        from sqlalchemy import select  # heavy: SQLAlchemy, loaded with Optuna's storage
+
+        models = self.models
+        table = models.TrialModel.__table__
+        rows = session.execute(select(table.c.trial_id, table.c.number, table.c.state, table.c.datetime_start,
+                                      table.c.datetime_complete).where(where).order_by(table.c.trial_id)).all()
+        if not rows:
+            return []
+        wanted = select(table.c.trial_id).where(where).scalar_subquery()
+
+        def children(model: Any, *columns: str) -> dict[int, list[Any]]:
+            child = model.__table__
+            found: dict[int, list[Any]] = {}
+            query = (select(child.c.trial_id, *(child.c[name] for name in columns))
+                     .where(child.c.trial_id.in_(wanted)).order_by(child.c.trial_id, child.primary_key.columns[0]))
+            for trial_id, *values in session.execute(query):
+                found.setdefault(trial_id, []).append(values)
+            return found
+
+        params = children(models.TrialParamModel, "param_name", "param_value", "distribution_json")
+        values = children(models.TrialValueModel, "objective", "value", "value_type")
+        user = children(models.TrialUserAttributeModel, "key", "value_json")
+        system = children(models.TrialSystemAttributeModel, "key", "value_json")
+        steps = children(models.TrialIntermediateValueModel, "step", "intermediate_value", "intermediate_value_type")
+        to_value = models.TrialValueModel.stored_repr_to_value
+        to_step = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        trials = []
+        for trial_id, number, state, start, complete in rows:
+            told = values.get(trial_id)
+            objectives: list[float] | None = None
+            if told:
+                objectives = [0.0] * len(told)
+                for objective, value, value_type in told:
+                    objectives[objective] = to_value(value, value_type)
+            own = [(name, value, _distribution(text)) for name, value, text in params.get(trial_id, [])]
+            trials.append(FrozenTrial(
+                number=number, state=state, value=None, values=objectives, datetime_start=_local(start),
+                datetime_complete=_local(complete),
+                params={name: distribution.to_external_repr(value) for name, value, distribution in own},
+                distributions={name: distribution for name, _, distribution in own},
+                user_attrs={key: json.loads(text) for key, text in user.get(trial_id, [])},
+                system_attrs={key: json.loads(text) for key, text in system.get(trial_id, [])},
+                intermediate_values={step: to_step(value, kind) for step, value, kind in steps.get(trial_id, [])},
+                trial_id=trial_id))
+        return trials
