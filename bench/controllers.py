@@ -87,11 +87,18 @@ def make_objective(space: Any) -> Callable[[dict], tuple[float, float, float]]:
 
 def _told(name: str, outcome: tuple[float, float, float]) -> Any:
     """What a controller is told: NSGA-II gets (accuracy, latency), the others the reward."""
-    return (outcome[1], outcome[2]) if name == "nsga2" else outcome[0]
+    return (outcome[1], outcome[2]) if name.partition(":")[0] == "nsga2" else outcome[0]
 
 
 def _controller(name: str, space: Any, seed: int, rl_options: dict) -> Any:
-    return make_controller(name, space, seed, **(rl_options if name == "rl" else {}))
+    """Controller ``name``; a name such as ``tpe:history=300`` sets integer options of its own
+    (so variants of one controller run side by side)."""
+    base, _, tail = name.partition(":")
+    options = dict(rl_options if base == "rl" else {})
+    for item in filter(None, tail.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = int(value)
+    return make_controller(base, space, seed, **options)
 
 
 def overhead(names: list[str], space: Any, trials: int, rl_options: dict) -> dict[str, Any]:
@@ -152,7 +159,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--checkpoints", default="100,300,1000", help="trial counts to report (the largest is run)")
-    parser.add_argument("--controllers", default="rl,tpe,evolution,random")
+    parser.add_argument("--controllers", default="rl,tpe,evolution,random",
+                        help="names, or variants with integer options: tpe:history=300;tpe:history=1000 "
+                             "(separate by ';' when a variant has a comma)")
     parser.add_argument("--overhead-trials", type=int, default=200)
     parser.add_argument("--overhead-controllers", default="rl,tpe,nsga2,random,evolution")
     parser.add_argument("--rl-batch-size", type=int, default=None, help="override the RL batch size M")
@@ -165,7 +174,7 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     checkpoints = sorted(int(value) for value in args.checkpoints.split(","))
-    names = [name for name in args.controllers.split(",") if name]
+    names = [name for name in args.controllers.split(";" if ";" in args.controllers else ",") if name]
     rl_options = {key: value for key, value in (
         ("batch_size", args.rl_batch_size), ("learning_rate", args.rl_learning_rate), ("epochs", args.rl_epochs),
         ("entropy_weight", args.rl_entropy_weight)) if value is not None}

@@ -2,6 +2,7 @@
 beyond, Optuna's TPE over the most recent ``history`` trials plus the best before them."""
 from __future__ import annotations
 
+import functools
 import zlib
 
 import optuna
@@ -74,3 +75,12 @@ def test_history_is_checked_by_name(space) -> None:
     with pytest.raises(ControllerOptionError, match="history"):  # the independent TPE reads every trial
         make_controller("tpe", space, 0, multivariate=False, history=100)
     assert make_controller("tpe", space, 0, multivariate=False).study.sampler._history is None
+
+
+def test_keeping_finished_trials_internal_values_changes_no_proposal(space) -> None:
+    ours = make_controller("tpe", space, 7, history=12)
+    plain = make_controller("tpe", space, 7, history=12)
+    sampler = plain.study.sampler  # Optuna's own conversion, afresh on every ask
+    sampler._get_internal_repr = functools.partial(optuna.samplers.TPESampler._get_internal_repr, sampler)
+    assert run(ours, 60) == run(plain, 60)
+    assert 0 < len(ours.study.sampler._rows) <= 12 + TPE_BEST  # bounded by the window
