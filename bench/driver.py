@@ -27,8 +27,15 @@ process started after every 8 evaluations, whose MindSpore import a real trial a
 driver's own share is reported beside it: the wall time less the time the driver sat blocked
 waiting on workers (``JobPool.wait``, timed by this benchmark), per trial.
 
+Beside it, the CPU time of the driver's thread per trial over the same windows (read at each
+progress line): what the driver itself computes, whatever else competes for the cores. A Ray
+worker is replaced after the campaign's ``RECYCLE_AFTER`` evaluations, as in a real campaign;
+``--recycle-after never`` keeps the workers (the instant evaluator holds no memory), so that no
+worker's MindSpore import competes with the driver, and a run of 8,000 trials takes minutes
+instead of about an hour of worker restarts.
+
     python -m bench.driver [--trials 100,1000,8000] [--controllers rl,tpe] [--storages sqlite,postgresql]
-                           [--workers 2] [--postgres-url URL]
+                           [--workers 2] [--postgres-url URL] [--recycle-after 8|never]
 
 Without ``--postgres-url`` a throwaway PostgreSQL server is started from Debian's ``postgresql``
 package (as the tests do). Target: <= 50 ms per trial at 8,000, with no super-linear growth.
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import re
 import shutil
 import statistics
 import sys
@@ -54,11 +62,13 @@ from bench.controllers import TARGET_MS, W, surrogate
 from controllers.optuna_rdb import params_in_one_transaction, write_user_attrs
 from controllers.optuna_study import distributions
 from nas.campaign.config import config_from_dict
-from nas.campaign.driver import Campaign
+from nas.campaign.driver import RECYCLE_AFTER, Campaign
 from nas.campaign.evaluate import Evaluation
 from nas.runtime.pool import JobPool
 from nas.spec.arch import ArchSpec
 from search_spaces import get_space
+
+PROGRESS = re.compile(r"\[(\d+)/\d+\]")  # the campaign's progress line: [finished/budget] ...
 
 
 def instant_evaluation(spec_yaml: str, evaluator: Any, latency: Any, seed: int, gate: Any = None) -> Evaluation:
@@ -133,27 +143,43 @@ def driver_ms_at(completions: list[float], n: int, blocked: list[tuple[float, fl
     return 1000 * (end - start - waited) / (min(n, len(completions)) - first)
 
 
+def cpu_ms_at(marks: list[tuple[int, float]], n: int) -> float:
+    """The driver thread's CPU ms per trial over the trials (0.9 n, n], from ``marks``: (trials
+    finished, the thread's CPU seconds) at each progress line."""
+    def at(count: int) -> tuple[int, float] | None:
+        return next(((done, cpu) for done, cpu in marks if done >= count), None)
+
+    begin, end = at(window_start(n)), at(n)
+    if begin is None or end is None or end[0] <= begin[0]:
+        return math.nan
+    return 1000 * (end[1] - begin[1]) / (end[0] - begin[0])
+
+
 def run_one(controller: str, storage_name: str, storage: str | None, checkpoints: list[int], workers: int,
-            runs_dir: Path) -> dict[str, Any]:
+            runs_dir: Path, recycle_after: int | None = RECYCLE_AFTER) -> dict[str, Any]:
     trials = max(checkpoints)
     name = f"driver-{controller}-{storage_name}-{uuid.uuid4().hex[:6]}"
     config = campaign_config(name, controller, storage, trials, workers)
     lines = 0
     started = time.perf_counter()
+    marks: list[tuple[int, float]] = [(0, time.thread_time())]  # the campaign runs on this thread
 
     def log(line: str) -> None:
         nonlocal lines
+        progress = PROGRESS.match(line)
+        if progress:
+            marks.append((int(progress.group(1)), time.thread_time()))
         lines += 1
         if lines % 500 == 0:
             print(f"  {controller}/{storage_name}: {line} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
                   flush=True)
 
-    campaign = Campaign(config, runs_dir, log=log, evaluate=instant_evaluation)
+    campaign = Campaign(config, runs_dir, log=log, evaluate=instant_evaluation, recycle_after=recycle_after)
     try:
         with BlockedTime() as blocked:
-            looped = time.perf_counter()
+            looped, looped_cpu = time.perf_counter(), time.thread_time()
             summary = campaign.run()
-            loop_s = time.perf_counter() - looped
+            loop_s, loop_cpu_s = time.perf_counter() - looped, time.thread_time() - looped_cpu
     finally:
         campaign.close()
     wall = time.perf_counter() - started
@@ -168,6 +194,7 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
         cumulative = done[n - 1] - begin if len(done) >= n else math.nan
         rows.append({"trials": n, "per_trial_ms_at_n": per_trial_ms(done, n),
                      "driver_ms_at_n": driver_ms_at(done, n, blocked.intervals),
+                     "driver_cpu_ms_at_n": cpu_ms_at(marks, n),
                      "reused_at_n": sum(reused for _, reused in finished[window_start(n):n]),
                      "mean_ms_over_first_n": 1000 * cumulative / n, "cumulative_s": cumulative})
     first, last = rows[0], rows[-1]
@@ -176,6 +203,7 @@ def run_one(controller: str, storage_name: str, storage: str | None, checkpoints
     return {"controller": controller, "storage": storage_name, "finished": summary.finished, "wall_s": wall,
             "reused": summary.finished - summary.evaluated,  # proposals of an architecture already evaluated
             "driver_ms_per_trial": 1000 * (loop_s - blocked.seconds) / trials,
+            "driver_cpu_ms_per_trial": 1000 * loop_cpu_s / trials, "recycle_after": recycle_after,
             "blocked_ms_per_trial": 1000 * blocked.seconds / trials,
             "checkpoints": rows, "growth_exponent": exponent,
             "growth_ratio": last["per_trial_ms_at_n"] / first["per_trial_ms_at_n"] if len(rows) > 1 else math.nan}
@@ -251,9 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storages", default="sqlite,postgresql")
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (evaluations in flight)")
     parser.add_argument("--postgres-url", help="an existing PostgreSQL database (default: a throwaway server)")
+    parser.add_argument("--recycle-after", default=str(RECYCLE_AFTER),
+                        help=f"evaluations per Ray worker before it is replaced, or 'never' (default "
+                             f"{RECYCLE_AFTER}, the campaign's); the instant evaluator holds no memory, and "
+                             "with 'never' no worker's MindSpore import competes with the driver for the cores")
     parser.add_argument("--attrs", type=int, default=30,
                         help="user attributes per trial record in the side-by-side write comparison (default 30)")
     args = parser.parse_args(argv)
+    if args.recycle_after != "never" and not (args.recycle_after.isdigit() and int(args.recycle_after) >= 1):
+        parser.error(f"--recycle-after: a positive number of evaluations or 'never' (got {args.recycle_after!r})")
+    recycle_after = None if args.recycle_after == "never" else int(args.recycle_after)
     checkpoints = sorted(int(n) for n in args.trials.split(","))
     storages = args.storages.split(",")
     folder = Path(tempfile.mkdtemp(prefix="nas-bench-driver-"))
@@ -274,23 +309,25 @@ def main(argv: list[str] | None = None) -> int:
             for storage in storages:
                 print(f"{controller} on {storage}: {max(checkpoints)} trials ...", file=sys.stderr, flush=True)
                 results.append(run_one(controller, storage, urls[storage], checkpoints, args.workers,
-                                       folder / "runs"))
+                                       folder / "runs", recycle_after))
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+    print(f"workers replaced after {args.recycle_after} evaluations")
     print("| controller | storage | trials n | ms per trial at n | the driver's own ms per trial at n | "
-          "reused at n | mean ms over first n | cumulative s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "its CPU ms per trial at n | reused at n | mean ms over first n | cumulative s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results:
         for row in result["checkpoints"]:
             window = row["trials"] - window_start(row["trials"])
             print(f"| {result['controller']} | {result['storage']} | {row['trials']} | "
-                  f"{row['per_trial_ms_at_n']:.1f} | {row['driver_ms_at_n']:.1f} | {row['reused_at_n']} of {window} | "
-                  f"{row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")
+                  f"{row['per_trial_ms_at_n']:.1f} | {row['driver_ms_at_n']:.1f} | {row['driver_cpu_ms_at_n']:.1f} | "
+                  f"{row['reused_at_n']} of {window} | {row['mean_ms_over_first_n']:.1f} | {row['cumulative_s']:.1f} |")
     for result in results:
         print(f"{result['controller']}/{result['storage']}: the driver's own "
-              f"{result['driver_ms_per_trial']:.1f} ms per trial (blocked on workers "
+              f"{result['driver_ms_per_trial']:.1f} ms per trial ({result['driver_cpu_ms_per_trial']:.1f} ms of its "
+              f"thread's CPU; blocked on workers "
               f"{result['blocked_ms_per_trial']:.1f} ms); growth exponent {result['growth_exponent']:.2f} "
               f"(1.0 = linear), per-trial cost {result['growth_ratio']:.2f}x from {checkpoints[0]} to "
               f"{checkpoints[-1]}; {result['reused']} of {result['finished']} trials repeated an architecture "
@@ -303,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{storage}: an ask of {row['decisions']} decisions, one commit each {row['one_by_one_ms']:.1f} ms, "
               f"in one transaction {row['at_once_ms']:.1f} ms: {row['ratio']:.1f}x (medians of {row['rounds']}, "
               "alternating)")
-    write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "results": results,
+    write_report("driver", {"checkpoints": checkpoints, "workers": args.workers, "recycle_after": recycle_after,
+                            "results": results,
                             "attribute_writes": writes, "asks": asks})
     return 0
 

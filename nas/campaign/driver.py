@@ -198,11 +198,14 @@ class Campaign:
 
     def __init__(self, config: CampaignConfig, runs_dir: str | Path = "runs", *,
                  log: Callable[[str], None] | None = None,
-                 evaluate: Callable[..., Evaluation] = evaluate_candidate) -> None:
+                 evaluate: Callable[..., Evaluation] = evaluate_candidate,
+                 recycle_after: int | None = RECYCLE_AFTER) -> None:
         """``evaluate`` is what the Ray workers run per candidate, with :func:`evaluate_candidate`'s
-        arguments; only benchmarks of the driver itself pass another one."""
+        arguments, and ``recycle_after`` how many evaluations a worker runs before it is replaced
+        (None: never); only benchmarks of the driver itself pass others."""
         self.config = config
         self.evaluate = evaluate
+        self.recycle_after = recycle_after
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         check_dataset(config)
         check_predictor(config)
@@ -312,7 +315,7 @@ class Campaign:
                 pool = JobPool(self.evaluate, workers=config.workers, num_cpus=config.evaluator.threads,
                                address=config.address, max_retries=config.retries,
                                timeout_s=config.evaluator.timeout_s, what="evaluation",
-                               timeout_hint="evaluator.timeout_s", recycle_after=RECYCLE_AFTER)
+                               timeout_hint="evaluator.timeout_s", recycle_after=self.recycle_after)
                 stop.install()  # after ray.init, which sets its own handlers
             return pool
 
