@@ -146,10 +146,8 @@ def driver_ms_at(completions: list[float], n: int, blocked: list[tuple[float, fl
 def cpu_ms_at(marks: list[tuple[int, float]], n: int) -> float:
     """The driver thread's CPU ms per trial over the trials (0.9 n, n], from ``marks``: (trials
     finished, the thread's CPU seconds) at each progress line."""
-    def at(count: int) -> tuple[int, float] | None:
-        return next(((done, cpu) for done, cpu in marks if done >= count), None)
-
-    begin, end = at(window_start(n)), at(n)
+    begin = next(((done, cpu) for done, cpu in marks if done >= window_start(n)), None)
+    end = next(((done, cpu) for done, cpu in reversed(marks) if done <= n), None)  # a reused trial logs no line
     if begin is None or end is None or end[0] <= begin[0]:
         return math.nan
     return 1000 * (end[1] - begin[1]) / (end[0] - begin[0])
