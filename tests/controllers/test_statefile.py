@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from controllers import StateFileError, StateMismatchError, load_state, make_controller, save_state
+from controllers import ControllerError, StateFileError, StateMismatchError, load_state, make_controller, save_state
 from controllers.statefile import decode, encode, read_state
 from search_spaces import get_space
 
@@ -130,3 +130,21 @@ def test_a_changed_or_missing_blob_is_refused(tmp_path) -> None:
         read_state_text = path.read_text().replace('"$blob": ["<f4"', '"$blob": ["|O"', 1)
         path.write_text(read_state_text)
         read_state(path)
+
+
+def test_the_rl_history_is_saved_as_one_table_and_read_back_as_its_entries(tmp_path) -> None:
+    controller = _rl_after(updates=3)
+    path = tmp_path / "controller.json"
+    digest = save_state(controller, path)
+    restored = make_controller("rl", get_space("mnasnet"), seed=1, batch_size=4)
+    load_state(restored, path, digests=[digest])
+    assert len(controller.history) == 3 and restored.history == controller.history
+    assert [entry["update"] for entry in restored.history] == [0, 1, 2]
+    state = controller.state_dict()
+    state["history"] = [dict(entry) for entry in controller.history]  # what earlier versions saved
+    earlier = make_controller("rl", get_space("mnasnet"), seed=1, batch_size=4)
+    earlier.load_state_dict(state)
+    assert earlier.history == controller.history
+    state["history"] = {"fields": ["update"], "rows": np.zeros((1, 1))}
+    with pytest.raises(ControllerError, match="history"):
+        earlier.load_state_dict(state)
