@@ -188,17 +188,18 @@ def finish_trial(study: Any, trial: Any, values: Sequence[float] | None) -> None
     has no such copy (another Optuna layout), this is ``Study.tell``."""
     optuna = _optuna()
     state = optuna.trial.TrialState.FAIL if values is None else optuna.trial.TrialState.COMPLETE
+    told = None if values is None else list(values)
     cached = getattr(trial, "_cached_frozen_trial", None)
     if cached is None:  # pragma: no cover - another Optuna layout
-        study.tell(trial, None if values is None else list(values), state=state)
+        study.tell(trial, told, state=state)
         return
     study._thread_local.cached_all_trials = None  # as Study.tell: the next ask reads the trials afresh
     frozen = copy.copy(cached)
     frozen.state = state
     try:
-        study.sampler.after_trial(study, frozen, state, None if values is None else list(values))
+        study.sampler.after_trial(study, frozen, state, told)
     finally:
-        study._storage.set_trial_state_values(trial._trial_id, state, None if values is None else list(values))
+        study._storage.set_trial_state_values(trial._trial_id, state, told)
 
 
 def distributions(space: SearchSpace) -> dict[str, Any]:
@@ -446,14 +447,15 @@ def _tpe_sampler_type() -> type:
                 self._rows, self._rows_of = {}, names
             columns: list[list[float]] = [[] for _ in names]
             for trial in trials:
-                finished = trial.state.is_finished()
-                row = self._rows.get(trial._trial_id) if finished else None
-                if row is None and not (finished and trial._trial_id in self._rows):
+                key = trial._trial_id if trial.state.is_finished() else None  # None: never kept
+                if key in self._rows:
+                    row = self._rows[key]
+                else:
                     params = self._get_params(trial, study)
                     row = (tuple(search_space[name].to_internal_repr(params[name]) for name in names)
                            if search_space.keys() <= params.keys() else None)
-                    if finished:
-                        self._rows[trial._trial_id] = row
+                    if key is not None:
+                        self._rows[key] = row
                 if row is not None:
                     for column, value in zip(columns, row):
                         column.append(value)

@@ -126,9 +126,8 @@ def test_a_changed_or_missing_blob_is_refused(tmp_path) -> None:
         read_state(path, digests=[digest])
     with pytest.raises(StateFileError, match="no blob directory"):
         decode({"$blob": ["<f4", [2], "0" * 64]})
+    path.write_text(path.read_text().replace('"$blob": ["<f4"', '"$blob": ["|O"', 1))
     with pytest.raises(StateFileError, match="malformed array blob"):
-        read_state_text = path.read_text().replace('"$blob": ["<f4"', '"$blob": ["|O"', 1)
-        path.write_text(read_state_text)
         read_state(path)
 
 
