@@ -10,7 +10,9 @@ over the rows, in one transaction each:
 - :func:`params_in_one_transaction`: the parameters of an ask;
 - :func:`count_trials`: one ``COUNT``;
 - :func:`fast_trial_reads`: the storage's trial readers (one trial, or the study's new and
-  unfinished trials, what Optuna's cache asks for before every sample) replaced by Core reads.
+  unfinished trials, what Optuna's cache asks for before every sample) replaced by Core reads,
+  and the cache's list of a study's trials kept in number order as trials arrive instead of
+  sorted on every read (:class:`OrderedTrials`).
 
 They reach into Optuna's private RDB layout (its table models and session helper, present since
 Optuna 3), checked on use: where it is missing, or on any other storage, Optuna's own public and
@@ -19,6 +21,7 @@ slower way is taken. The tests hold each against Optuna's own path on SQLite and
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import functools
 import json
@@ -64,18 +67,25 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
             study._storage.set_trial_user_attr(trial_id, key, value)
         return
     backend, models, session_of = rdb
-    table = models.TrialUserAttributeModel
-    upsert = _multi_row_upsert(backend.engine.name)
     with session_of(True) as session:
-        if upsert is None:
-            for key, value in attrs.items():
-                backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
-            return
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial.state)
-        _execute_upsert(session, upsert, table, "trial_id",
-                        [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                         for key, value in attrs.items()])
+        _write_trial_attrs(backend, models, session, models.TrialUserAttributeModel, trial_id, attrs)
+
+
+def _write_trial_attrs(backend: Any, models: Any, session: Any, table: Any, trial_id: int,
+                       attrs: Mapping[str, Any]) -> None:
+    """Write ``attrs`` into the trial attribute ``table`` (user or system) in ``session``, after
+    Optuna's check that the trial is still running: one multi-row upsert on SQLite and PostgreSQL,
+    Optuna's per-attribute writer on other engines."""
+    upsert = _multi_row_upsert(backend.engine.name)
+    if upsert is None:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
+        return
+    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+    backend.check_trial_is_updatable(trial_id, trial.state)
+    _execute_upsert(session, upsert, table, "trial_id",
+                    [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                     for key, value in attrs.items()])
 
 
 def write_study_system_attr(study: Any, key: str, value: Any) -> None:
@@ -137,29 +147,40 @@ def _multi_row_upsert(engine: str) -> Any:
 
 @contextlib.contextmanager
 def params_in_one_transaction(study: Any) -> Iterator[None]:
-    """Inside the block, the parameters Optuna writes for ``study``'s trials are held, and written
-    in one transaction when the block ends (also when it raises); on storages other than Optuna's
-    RDB storage nothing changes.
+    """Inside the block, the parameters and trial system attributes Optuna writes for ``study``'s
+    trials are held, and written in one transaction when the block ends (also when it raises); on
+    storages other than Optuna's RDB storage nothing changes.
 
     Optuna commits each suggested parameter on its own; asking a campaign's 42 decisions cost 42
-    commits. Like :func:`write_user_attrs` this reaches into Optuna's RDB storage (its per-parameter
-    writer, shadowed on the instance for the block, and its session helper); if those are missing
-    the parameters go one by one. The values are checked as before, at the end instead of each one
-    as it is suggested. Meant for one thread per storage object, as a campaign driver asks."""
+    commits. Its TPE also records the decisions it sampled as a system attribute of the trial
+    (for other processes' samplers, with its ``constant_liar``, the default since Optuna 5), one
+    more commit through the ORM: 2 ms an ask on SQLite. Like :func:`write_user_attrs` this reaches
+    into Optuna's RDB storage (its per-parameter and system-attribute writers, shadowed on the
+    instance for the block, and its session helper); if those are missing the writes go one by
+    one. The values are checked as before, at the end instead of each one as it is written, and
+    another process sees a trial's parameters and attributes together. What the block writes is
+    not read back inside it (a trial's fixed parameters, for one, are set before it). Meant for
+    one thread per storage object, as a campaign driver asks."""
     rdb = _rdb(study)
-    if rdb is None or not callable(getattr(rdb[0], "_set_trial_param", None)):
+    if rdb is None or not all(callable(getattr(rdb[0], name, None))
+                              for name in ("_set_trial_param", "set_trial_system_attr")):
         yield
         return
     backend, models, session_of = rdb
     held: list[tuple[Any, ...]] = []
-    backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writer
+    attrs: dict[int, dict[str, Any]] = {}  # trial id -> system attributes, in the order written
+    backend._set_trial_param = lambda *args: held.append(args)  # shadows the committing writers
+    backend.set_trial_system_attr = lambda trial_id, key, value: attrs.setdefault(trial_id, {}).__setitem__(key, value)
     try:
         yield
     finally:
-        del backend._set_trial_param
-        if held:
+        del backend._set_trial_param, backend.set_trial_system_attr
+        if held or attrs:
             with session_of(True) as session:
-                _write_params(backend, models, session, held)
+                for trial_id, values in attrs.items():
+                    _write_trial_attrs(backend, models, session, models.TrialSystemAttributeModel, trial_id, values)
+                if held:
+                    _write_params(backend, models, session, held)
 
 
 def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
@@ -225,7 +246,79 @@ def fast_trial_reads(study: Any) -> bool:
 
     backend._get_trials = get_trials
     backend.get_trial = get_trial
+    if study._storage is not backend:
+        OrderedTrials.install(study._storage)
     return True
+
+
+class OrderedTrials:
+    """One study's trials in Optuna's cache, in number order, kept so as they arrive.
+
+    Optuna's cache (``_CachedStorage``) holds a study's trials in a dict by number and sorts them
+    all on every ``get_all_trials``, which TPE's search-space inference and the ``tpe``
+    controller's history call once an ask: 1.2 ms at 3,500 trials and growing with the trials.
+    Trial numbers are 0, 1, 2... in a study, so the list here is indexed by number: a trial the
+    cache adds replaces its entry or extends the list, in constant time. Where a number would
+    leave a gap (another driver's trial this cache has not read yet) the list is rebuilt from the
+    dict by sorting, as Optuna does, until the gap is filled. Equal to Optuna's reads (tested)."""
+
+    def __init__(self) -> None:
+        self.trials: list[Any] = []
+        self.dense = False  # the list holds trial ``i`` at index ``i`` for every i; else rebuild on read
+
+    def put(self, trial: Any) -> None:
+        if not self.dense:
+            return
+        number = trial.number
+        if number < len(self.trials):
+            self.trials[number] = trial
+        elif number == len(self.trials):
+            self.trials.append(trial)
+        else:
+            self.dense = False
+
+    def read(self, cached: Mapping[int, Any]) -> list[Any]:
+        """The trials in number order (the list itself: the caller copies it); ``cached`` is the
+        cache's dict of them, by number."""
+        if not self.dense:
+            self.trials = sorted(cached.values(), key=lambda trial: trial.number)
+            self.dense = all(trial.number == index for index, trial in enumerate(self.trials))
+        return self.trials
+
+    @staticmethod
+    def install(cache: Any) -> bool:
+        """Keep each study's trials of Optuna's ``cache`` in order, and answer its
+        ``get_all_trials`` from them (shadowed on the instance); False where the cache's private
+        layout is missing (nothing changed)."""
+        if not all(hasattr(cache, name) for name in ("_add_trials_to_cache", "_read_trials_from_remote_storage",
+                                                      "_studies", "_lock")):
+            return False
+        views: dict[int, tuple[Any, OrderedTrials]] = {}  # study id -> (the cache's record of it, its view)
+        add = cache._add_trials_to_cache
+
+        def view_of(study_id: int) -> OrderedTrials:
+            record = cache._studies[study_id]
+            held = views.get(study_id)
+            if held is None or held[0] is not record:  # new, or the study was deleted and its id reused
+                held = views[study_id] = (record, OrderedTrials())
+            return held[1]
+
+        def add_trials(study_id: int, trials: list[Any]) -> None:
+            add(study_id, trials)
+            view = view_of(study_id)
+            for trial in trials:
+                view.put(trial)
+
+        def get_all_trials(study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
+            cache._read_trials_from_remote_storage(study_id)
+            with cache._lock:
+                ordered = view_of(study_id).read(cache._studies[study_id].trials)
+                trials = list(ordered) if states is None else [trial for trial in ordered if trial.state in states]
+            return copy.deepcopy(trials) if deepcopy else trials
+
+        cache._add_trials_to_cache = add_trials
+        cache.get_all_trials = get_all_trials
+        return True
 
 
 @functools.lru_cache(maxsize=4096)

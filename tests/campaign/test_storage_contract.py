@@ -8,6 +8,7 @@ written. PostgreSQL alone: a server restart in the middle of ``nas search``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import shutil
@@ -25,6 +26,7 @@ import yaml
 from controllers import Failed
 from controllers.optuna_bridge import study_controller
 from controllers.optuna_rdb import (
+    OrderedTrials,
     count_trials,
     fast_trial_reads,
     params_in_one_transaction,
@@ -220,10 +222,81 @@ def test_parameters_asked_in_one_transaction_equal_those_asked_one_by_one(storag
         study.ask(space)
         raise KeyError("after the ask")
     backend = getattr(study._storage, "_backend", study._storage)
-    assert "_set_trial_param" not in vars(backend)  # the committing writer is back
+    assert "_set_trial_param" not in vars(backend) and "set_trial_system_attr" not in vars(backend)  # writers back
     reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     assert [trial.params for trial in reread] == [fixed] * 3
     assert reread[0].distributions == reread[1].distributions == reread[2].distributions == space
+
+
+def test_tpes_records_written_in_one_transaction_equal_those_written_one_by_one(storage) -> None:
+    """Optuna's TPE (``constant_liar``, its default) records the decisions it sampled as a trial
+    system attribute, which the block holds with the parameters."""
+    space = {"op": optuna.distributions.CategoricalDistribution(["mbconv", "sepconv", "conv"]),
+             "kernel": optuna.distributions.CategoricalDistribution([3, 5, 7])}
+    found = []
+    for held in (True, False):
+        name = _study(storage, "tpe-records")
+        study = optuna.create_study(storage=storage, study_name=name,
+                                    sampler=optuna.samplers.TPESampler(seed=4, n_startup_trials=2))
+        for index in range(5):
+            with params_in_one_transaction(study) if held else contextlib.nullcontext():
+                trial = study.ask(space)
+            if index != 3:  # one stays running
+                study.tell(trial, float(index % 3))
+        reread = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        found.append([(t.params, t.system_attrs, t.state.name) for t in reread])
+    assert found[0] == found[1]
+    assert sum(any(key.startswith("tpe:relative_params") for key in attrs) for _, attrs, _ in found[0]) == 3
+
+
+def test_the_caches_trials_kept_in_order_equal_optunas_sorted_reads(storage) -> None:
+    """Trials arrive in the cache out of order when another driver asks between this one's reads."""
+    name = _study(storage, "ordered")
+    ours = optuna.create_study(storage=storage, study_name=name)
+    assert fast_trial_reads(ours)
+    other = optuna.load_study(study_name=name, storage=storage)
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    done = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+
+    def same() -> None:
+        plain = optuna.storages.get_storage(storage)  # Optuna's own cache, afresh
+        for states in (None, done, (optuna.trial.TrialState.RUNNING,)):
+            assert _fields(ours._storage.get_all_trials(ours._study_id, deepcopy=False, states=states)) == _fields(
+                plain.get_all_trials(ours._study_id, deepcopy=False, states=states))
+        copied = ours._storage.get_all_trials(ours._study_id)  # deep copies, as Optuna's
+        assert _fields(copied) == _fields(plain.get_all_trials(ours._study_id))
+        assert all(a is not b for a, b in zip(copied, ours._storage.get_all_trials(ours._study_id, deepcopy=False)))
+
+    first = ours.ask(space)
+    same()
+    for _ in range(2):
+        other.ask(space)  # numbers 1 and 2, not yet read by ours
+    late = optuna.trial.Trial(ours, ours._storage.create_new_trial(ours._study_id))  # as new_trial does
+    assert late.number == 3  # it reached ours' cache before 1 and 2 did
+    ours.tell(first, 0.5)
+    same()
+    other.tell(2, state=optuna.trial.TrialState.FAIL)
+    ours.tell(late, 0.25)
+    for _ in range(3):
+        ours.tell(ours.ask(space), 1.0)
+    same()
+    assert [t.number for t in ours.get_trials(deepcopy=False)] == list(range(7))
+
+
+def test_trials_kept_in_order_through_gaps_and_replacements() -> None:
+    view, cached = OrderedTrials(), {}
+    arrivals = [0, 1, 4, 2, 1, 3, 4, 5, 7, 6, 5]  # 4 and 7 leave gaps; repeats replace the earlier record
+    for step, number in enumerate(arrivals):
+        trial = optuna.trial.FrozenTrial(
+            number=number, state=optuna.trial.TrialState.RUNNING, value=None, values=None, datetime_start=None,
+            datetime_complete=None, params={}, distributions={}, user_attrs={"step": step}, system_attrs={},
+            intermediate_values={}, trial_id=number)
+        cached[number] = trial
+        view.put(trial)
+        if step % 2:
+            assert view.read(cached) == sorted(cached.values(), key=lambda t: t.number)
+    assert view.read(cached) == sorted(cached.values(), key=lambda t: t.number)
+    assert view.dense and [t.user_attrs["step"] for t in view.trials][5] == 10
 
 
 def test_a_distribution_the_study_holds_otherwise_is_refused_in_one_transaction(storage) -> None:

@@ -3,6 +3,7 @@ beyond, Optuna's TPE over the most recent ``history`` trials plus the best befor
 from __future__ import annotations
 
 import functools
+import random
 import zlib
 
 import optuna
@@ -11,6 +12,7 @@ import pytest
 from controllers import ControllerOptionError, make_controller
 from controllers.optuna_study import (
     TPE_BEST,
+    OlderBest,
     OptunaController,
     random_states,
     recent_history,
@@ -63,6 +65,39 @@ def test_beyond_its_history_it_proposes_what_optunas_tpe_proposes_on_the_recent_
     reference_controller = OptunaController(space, reference.sampler, name="tpe", seed=5)
     reference_controller.study = reference
     assert ours.ask().decisions == reference_controller.ask().decisions
+
+
+def _frozen(number: int, state: str, value: float | None) -> optuna.trial.FrozenTrial:
+    return optuna.trial.FrozenTrial(
+        number=number, state=optuna.trial.TrialState[state], value=value, values=None, datetime_start=None,
+        datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+        trial_id=number)
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_the_best_before_the_recent_trials_kept_across_asks_equal_those_read_afresh(maximize: bool) -> None:
+    """A study that grows one trial an ask: trials finish late (some never, some fail), values
+    tie, and now and then a trial is seen only 30 asks after later ones (another driver's)."""
+    rng = random.Random(11 if maximize else 12)
+    history, finish_at, states = 20, {}, {}
+    kept = OlderBest(maximize)
+    for ask in range(400):
+        states[ask] = ("RUNNING", None)
+        finish_at[ask] = ask + rng.choice([1, 2, 3, 40, 10 ** 6])  # 10 ** 6: still running at the end
+        for number, when in finish_at.items():
+            if when == ask:
+                states[number] = ("FAIL", None) if rng.random() < 0.1 else ("COMPLETE", float(rng.randint(0, 30)))
+        hidden = {number for number in states if number % 53 == 7 and ask - number < 30}  # read late, below the
+        # boundary by then: another driver's trial
+        trials = [_frozen(number, *states[number]) for number in sorted(states) if number not in hidden]
+        expected = trials
+        if len(trials) > history:
+            older = [t for t in trials[:-history] if t.state.name == "COMPLETE"]
+            best = sorted(older, key=lambda t: t.value, reverse=maximize)[:TPE_BEST]  # stable: earlier first
+            expected = sorted(best, key=lambda t: t.number) + trials[-history:]
+        assert recent_history(trials, history, maximize, kept) == expected
+        assert recent_history(trials, history, maximize) == expected
+    assert len(kept.best) == TPE_BEST and kept.running  # the case ran: trials still running below the boundary
 
 
 def test_history_is_checked_by_name(space) -> None:
