@@ -26,13 +26,14 @@ import datetime
 import functools
 import json
 import sqlite3
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 
 def _rdb(study: Any) -> tuple[Any, Any, Any] | None:
     """``(backend, models, session)`` for a study on Optuna's RDB storage (SQLite, PostgreSQL):
-    the storage behind Optuna's cache, its table models, and ``session(commit)``, its scoped
-    session as a context manager. None on any other storage, or where Optuna's private RDB
+    the storage behind Optuna's cache, its table models, and ``session()``, its scoped session as
+    a context manager that commits at the end (and rolls back on any error, an integrity error
+    included). None on any other storage, or where Optuna's private RDB
     layout (present since Optuna 3) is missing: the callers then take Optuna's public, slower way."""
     from optuna.storages import RDBStorage  # heavy: the caller's study has loaded optuna already
 
@@ -44,7 +45,7 @@ def _rdb(study: Any) -> tuple[Any, Any, Any] | None:
         from optuna.storages._rdb.storage import _create_scoped_session  # heavy: same module family
     except ImportError:  # pragma: no cover - another Optuna layout
         return None
-    return backend, models, lambda commit=False: _create_scoped_session(backend.scoped_session, commit)
+    return backend, models, lambda: _create_scoped_session(backend.scoped_session)
 
 
 def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
@@ -67,25 +68,24 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
             study._storage.set_trial_user_attr(trial_id, key, value)
         return
     backend, models, session_of = rdb
-    with session_of(True) as session:
+    with session_of() as session:
         _write_trial_attrs(backend, models, session, models.TrialUserAttributeModel, trial_id, attrs)
 
 
 def _write_trial_attrs(backend: Any, models: Any, session: Any, table: Any, trial_id: int,
-                       attrs: Mapping[str, Any]) -> None:
+                       attrs: Mapping[str, Any], checked: bool = False) -> None:
     """Write ``attrs`` into the trial attribute ``table`` (user or system) in ``session``, after
-    Optuna's check that the trial is still running: one multi-row upsert on SQLite and PostgreSQL,
-    Optuna's per-attribute writer on other engines."""
-    upsert = _multi_row_upsert(backend.engine.name)
-    if upsert is None:
+    Optuna's check that the trial is still running (``checked``: the caller has made it): one
+    upsert on SQLite and PostgreSQL, Optuna's per-attribute writer on other engines."""
+    engine = backend.engine.name
+    if _attr_upsert(engine, table.__table__, "trial_id") is None:
         for key, value in attrs.items():
             backend._set_trial_attr_without_commit(session, table, trial_id, key, value)
         return
-    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-    backend.check_trial_is_updatable(trial_id, trial.state)
-    _execute_upsert(session, upsert, table, "trial_id",
-                    [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                     for key, value in attrs.items()])
+    if not checked:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+    _execute_upsert(session, engine, table.__table__, "trial_id", trial_id, attrs)
 
 
 def write_study_system_attr(study: Any, key: str, value: Any) -> None:
@@ -94,23 +94,85 @@ def write_study_system_attr(study: Any, key: str, value: Any) -> None:
     study and the attribute up through the ORM first, about 2.4 ms a write on SQLite against
     under 1 ms); Optuna's own writer elsewhere."""
     rdb = _rdb(study)
-    upsert = None if rdb is None else _multi_row_upsert(rdb[0].engine.name)
-    if rdb is None or upsert is None:
+    table = None if rdb is None else rdb[1].StudySystemAttributeModel.__table__
+    if rdb is None or _attr_upsert(rdb[0].engine.name, table, "study_id") is None:
         study._storage.set_study_system_attr(study._study_id, key, value)
         return
-    _, models, session_of = rdb
-    with session_of(True) as session:
-        _execute_upsert(session, upsert, models.StudySystemAttributeModel, "study_id",
-                        [{"study_id": study._study_id, "key": key, "value_json": json.dumps(value)}])
+    backend, _, session_of = rdb
+    with session_of() as session:
+        _execute_upsert(session, backend.engine.name, table, "study_id", study._study_id, {key: value})
 
 
-def _execute_upsert(session: Any, upsert: Any, table: Any, owner: str, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` into the attribute ``table`` (unique on ``owner`` and ``key``), replacing
-    the values of keys already there: one statement run over the rows, so its compiled form is
-    reused."""
-    statement = upsert(table.__table__)
-    session.execute(statement.on_conflict_do_update(index_elements=[owner, "key"],
-                                                    set_={"value_json": statement.excluded.value_json}), rows)
+@functools.lru_cache(maxsize=32)
+def _attr_upsert(engine: str, table: Any, owner: str) -> Any:
+    """The statement that inserts key/value rows of ``owner`` into the attribute ``table`` (unique
+    on ``owner`` and ``key``), replacing the values of keys already there; None where the engine
+    has no upsert. Built once per table: SQLAlchemy then reuses its compiled form.
+
+    On PostgreSQL the rows go as two arrays in one statement (``unnest``): psycopg2 runs a
+    statement over many rows as one round trip to the server per row. On SQLite, in the
+    process, it is SQLAlchemy's upsert run over the rows."""
+    if engine == "postgresql":
+        from sqlalchemy import text  # heavy: SQLAlchemy, already loaded by Optuna's storage
+
+        return text(f"INSERT INTO {table.name} ({owner}, key, value_json) SELECT :owner, given.key, given.value_json "
+                    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:values AS TEXT[])) AS given(key, value_json) "
+                    f"ON CONFLICT ({owner}, key) DO UPDATE SET value_json = excluded.value_json")
+    upsert = _multi_row_upsert(engine)
+    if upsert is None:
+        return None
+    statement = upsert(table)
+    return statement.on_conflict_do_update(index_elements=[owner, "key"],
+                                           set_={"value_json": statement.excluded.value_json})
+
+
+def _execute_upsert(session: Any, engine: str, table: Any, owner: str, owner_id: int, attrs: Mapping[str, Any]) -> None:
+    """Upsert ``attrs`` (JSON-serialisable values) of ``owner_id`` into the attribute ``table``
+    with :func:`_attr_upsert`'s statement."""
+    statement = _attr_upsert(engine, table, owner)
+    if engine == "postgresql":
+        session.execute(statement, {"owner": owner_id, "keys": list(attrs),
+                                    "values": [json.dumps(value) for value in attrs.values()]})
+    else:
+        session.execute(statement, [{owner: owner_id, "key": key, "value_json": json.dumps(value)}
+                                    for key, value in attrs.items()])
+
+
+def write_finished(study: Any, trial_id: int, state: Any, values: Sequence[float] | None,
+                   attrs: Mapping[str, Any]) -> None:
+    """Finish a running trial of ``study``: its user ``attrs``, ``state`` (COMPLETE or FAIL) and
+    ``values`` (None for a failure) in one transaction on SQLite and PostgreSQL; elsewhere
+    Optuna's writers, the attributes first. ``RuntimeError`` (Optuna's ``UpdateFinishedTrialError``)
+    if the trial has finished already, and nothing is written.
+
+    Optuna's ``set_trial_state_values`` looks each value up through the ORM before writing it,
+    and the attributes went in a transaction of their own: on PostgreSQL, 4 statements and a
+    commit more a tell than here. The trial's row is changed through Optuna's ORM model as there
+    (its times are stored in UTC through the model), the values and attributes by one upsert each."""
+    rdb = _rdb(study)
+    upsert = None if rdb is None else _multi_row_upsert(rdb[0].engine.name)
+    if rdb is None or upsert is None or _attr_upsert(rdb[0].engine.name, rdb[1].TrialUserAttributeModel.__table__,
+                                                     "trial_id") is None:
+        write_user_attrs(study, trial_id, attrs)
+        study._storage.set_trial_state_values(trial_id, state, values)
+        return
+    backend, models, session_of = rdb
+    with session_of() as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+        if attrs:
+            _write_trial_attrs(backend, models, session, models.TrialUserAttributeModel, trial_id, attrs, checked=True)
+        if values is not None:
+            rows = []
+            for objective, value in enumerate(values):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
+            statement = upsert(models.TrialValueModel.__table__)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["trial_id", "objective"],
+                set_={"value": statement.excluded.value, "value_type": statement.excluded.value_type}), rows)
+        trial.state = state
+        trial.datetime_complete = datetime.datetime.now()  # local time, stored in UTC by the model, as Optuna's
 
 
 def count_trials(study: Any) -> int:
@@ -176,20 +238,21 @@ def params_in_one_transaction(study: Any) -> Iterator[None]:
     finally:
         del backend._set_trial_param, backend.set_trial_system_attr
         if held or attrs:
-            with session_of(True) as session:
+            with session_of() as session:
+                checked = _write_params(backend, models, session, held) if held else set()
                 for trial_id, values in attrs.items():
-                    _write_trial_attrs(backend, models, session, models.TrialSystemAttributeModel, trial_id, values)
-                if held:
-                    _write_params(backend, models, session, held)
+                    _write_trial_attrs(backend, models, session, models.TrialSystemAttributeModel, trial_id, values,
+                                       checked=trial_id in checked)
 
 
-def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> None:
+def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any, ...]]) -> set[int]:
     """Write the parameters ``held`` (Optuna's ``_set_trial_param`` arguments: trial id, name,
     internal value, distribution, previous distribution or None) in ``session``, with Optuna's
     checks: the trial is still running, and each distribution agrees with the one the study
     already holds for that name. The trial is looked up once per trial, and the study's
     distribution once per name (Optuna's writer does both for every parameter, and each lookup
-    flushes the rows added before it); the rows are inserted together, by one statement."""
+    flushes the rows added before it); the rows are inserted together, by one statement. Returns
+    the ids of the trials checked."""
     from optuna import distributions as optuna_distributions  # heavy: loaded with optuna already
     from sqlalchemy import insert  # heavy: SQLAlchemy, loaded with Optuna's storage already
 
@@ -217,6 +280,7 @@ def _write_params(backend: Any, models: Any, session: Any, held: list[tuple[Any,
         rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
                      "distribution_json": optuna_distributions.distribution_to_json(distribution)})
     session.execute(insert(models.TrialParamModel.__table__), rows)  # one compiled INSERT over the rows
+    return set(trials)
 
 
 def fast_trial_reads(study: Any) -> bool:

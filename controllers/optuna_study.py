@@ -32,7 +32,13 @@ from controllers.base import (
     check_value,
     trial_number,
 )
-from controllers.optuna_rdb import count_trials, fast_trial_reads, params_in_one_transaction, write_user_attrs
+from controllers.optuna_rdb import (
+    count_trials,
+    fast_trial_reads,
+    params_in_one_transaction,
+    write_finished,
+    write_user_attrs,
+)
 from nas.spec.checks import is_int
 from search_spaces import SearchSpace
 
@@ -176,33 +182,39 @@ def new_trial(study: Any, decisions: Mapping[str, Any], fixed: Mapping[str, Any]
     return trial
 
 
-def finish_trial(study: Any, trial: Any, values: Sequence[float] | None) -> None:
+def finish_trial(study: Any, trial: Any, values: Sequence[float] | None,
+                 user_attrs: Mapping[str, Any] | None = None) -> None:
     """Finish ``trial`` (an Optuna ``Trial`` of ``study``, still running): COMPLETE with
-    ``values``, or FAIL when ``values`` is None. ``Study.tell`` without its two reads of the trial.
+    ``values``, or FAIL when ``values`` is None, with ``user_attrs`` (JSON-serialisable) stored
+    on it. ``Study.tell`` without its two reads of the trial.
 
     ``Study.tell`` reads the trial back from the storage before telling the sampler, and again
     after, to return it: on SQLite each read of a campaign's trial (42 parameters, about 30
     attributes) took 4-5 ms, half of a tell. The trial's own copy (``Trial._cached_frozen_trial``,
     which Optuna's ``Trial`` keeps up to date with what it suggests and sets) is what the sampler is
-    told here, with the user attributes written through :func:`controllers.optuna_rdb.write_user_attrs` merged in by the
-    caller. As in ``Study.tell``, the sampler hears first and the state is written even if it
-    raises. The values are the caller's checked floats (:func:`controllers.base.check_value`);
-    that the trial is still running is checked by the storage's write. Where Optuna's ``Trial``
-    has no such copy (another Optuna layout), this is ``Study.tell``."""
+    told here, with ``user_attrs`` merged in as ``Trial.set_user_attr`` would. As in
+    ``Study.tell``, the sampler hears first, and the record is written even if it raises: the
+    attributes, state and values in one transaction (:func:`controllers.optuna_rdb.write_finished`).
+    The values are the caller's checked floats (:func:`controllers.base.check_value`); that the
+    trial is still running is checked by that write. Where Optuna's ``Trial`` has no such copy
+    (another Optuna layout), this is ``Study.tell`` after the attributes."""
     optuna = _optuna()
     state = optuna.trial.TrialState.FAIL if values is None else optuna.trial.TrialState.COMPLETE
     told = None if values is None else list(values)
+    attrs = dict(user_attrs or {})
     cached = getattr(trial, "_cached_frozen_trial", None)
     if cached is None:  # pragma: no cover - another Optuna layout
+        write_user_attrs(study, trial._trial_id, attrs)
         study.tell(trial, told, state=state)
         return
     study._thread_local.cached_all_trials = None  # as Study.tell: the next ask reads the trials afresh
+    cached.user_attrs.update(attrs)
     frozen = copy.copy(cached)
     frozen.state = state
     try:
         study.sampler.after_trial(study, frozen, state, told)
     finally:
-        study._storage.set_trial_state_values(trial._trial_id, state, told)
+        write_finished(study, trial._trial_id, state, told, attrs)
 
 
 def distributions(space: SearchSpace) -> dict[str, Any]:
@@ -264,8 +276,7 @@ class OptunaController:
         attrs = dict(user_attrs or {})
         if isinstance(checked, Failed):
             attrs["failure"] = checked.reason
-        self._write_attrs(study_trial, attrs)
-        finish_trial(self.study, study_trial, None if isinstance(checked, Failed) else checked)
+        finish_trial(self.study, study_trial, None if isinstance(checked, Failed) else checked, attrs)
 
     def _write_attrs(self, study_trial: Any, attrs: Mapping[str, Any]) -> None:
         """Store ``attrs`` on the running trial, and on the trial's own copy (what the sampler is
@@ -477,11 +488,12 @@ def _tpe_sampler_type() -> type:
             at = bisect.bisect_left(trials, trial.number, key=_number)
             if at < len(trials) and trials[at].number == trial.number:  # the trial being sampled is no part of it
                 trials = trials[:at] + trials[at + 1:]
-            if self._history is None or len(study.directions) != 1 or len(trials) <= self._history:
+            if self._history is None or len(study.directions) != 1:
                 return dict(super().sample_relative(study, trial, search_space))
             maximize = study.direction.name == "MAXIMIZE"
             if self._older is None or self._older.maximize != maximize:
                 self._older = OlderBest(maximize)
+            # Up to ``history`` trials, all of them; TPE is given them even so, or it would read them again.
             window = recent_history(trials, self._history, maximize, self._older)
             kept = {t._trial_id for t in window}
             self._rows = {key: row for key, row in self._rows.items() if key in kept}  # bounded by the window

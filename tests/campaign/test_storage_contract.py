@@ -136,18 +136,31 @@ def test_finishing_a_trial_tells_the_sampler_and_the_storage_what_study_tell_doe
         recorder = _Recorder()
         study = optuna.create_study(storage=storage, study_name=_study(storage, way), sampler=recorder,
                                     directions=["maximize"])
-        for index, values in enumerate(([0.5], None)):
+        for index, values in enumerate(([0.5], None, [float("-inf")])):
             trial = study.ask({"op": optuna.distributions.CategoricalDistribution(["a", "b"])})
             trial.set_user_attr("index", index)
             if way == "tell":
+                trial.set_user_attr("told", [index, None])
                 study.tell(trial, values, state=None if values else optuna.trial.TrialState.FAIL)
             else:
-                finish_trial(study, trial, values)
+                finish_trial(study, trial, values, {"told": [index, None]})
         reread = optuna.load_study(study_name=study.study_name, storage=storage).get_trials(deepcopy=False)
         recorders[way] = (recorder.told, [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in reread])
     assert recorders["finish"] == recorders["tell"]
-    assert [state for _, _, _, state, _ in recorders["finish"][0]] == ["COMPLETE", "FAIL"]
-    assert recorders["finish"][0][0][2] == {"index": 0}  # the sampler saw the trial's attributes
+    assert [state for _, _, _, state, _ in recorders["finish"][0]] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert recorders["finish"][0][0][2] == {"index": 0, "told": [0, None]}  # the sampler saw the trial's attributes
+
+
+def test_a_finished_trials_record_is_written_all_or_nothing(storage) -> None:
+    study = optuna.create_study(storage=storage, study_name=_study(storage, "record"))
+    trial = study.ask()
+    with pytest.raises(TypeError):  # an attribute that is no JSON: nothing of the record is written
+        finish_trial(study, trial, [1.0], {"fine": 1, "broken": object()})
+    reread = optuna.load_study(study_name=study.study_name, storage=storage).trials[0]
+    assert (reread.state.name, reread.values, reread.user_attrs) == ("RUNNING", None, {})
+    finish_trial(study, trial, [2.0], {"fine": 1})
+    reread = optuna.load_study(study_name=study.study_name, storage=storage).trials[0]
+    assert (reread.state.name, reread.values, reread.user_attrs) == ("COMPLETE", [2.0], {"fine": 1})
 
 
 def test_a_trial_finished_elsewhere_cannot_be_finished_again(storage) -> None:
