@@ -469,6 +469,43 @@ class OlderBest:
 
 
 @functools.lru_cache(maxsize=1)
+def _parzen_estimator_type() -> type | None:
+    """Optuna's TPE Parzen estimator with a faster log density over categorical decisions (see
+    ``log_pdf``), or None where Optuna's private layout differs (its own is used then). Optuna
+    names the estimator class a sampler uses (``TPESampler._parzen_estimator_cls``) as the place
+    to customise it."""
+    try:  # private to Optuna's TPE; imported only here
+        from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+        from optuna.samplers._tpe.probability_distributions import _BatchedCategoricalDistributions
+    except ImportError:  # pragma: no cover - another Optuna layout
+        return None
+
+    class CategoricalParzenEstimator(_ParzenEstimator):  # type: ignore[misc]
+        def log_pdf(self, samples_dict: dict[str, Any]) -> Any:
+            """The mixture's log density at each sample. Where every decision is categorical, each
+            decision's weights (components x choices) are turned into logarithms once and picked
+            per sample, where Optuna's takes the logarithm of the weights picked (samples x
+            components, with 24 samples and a few choices 4 to 8 times as many logarithms): 5 ms an
+            ask of the 42 decisions at 500 trials. The same numbers are added in the same order,
+            so the result is Optuna's to the bit (tested)."""
+            mixture = getattr(self, "_mixture_distribution", None)
+            if mixture is None or not all(isinstance(d, _BatchedCategoricalDistributions)
+                                          for d in mixture.distributions):
+                return np.asarray(super().log_pdf(samples_dict))
+            chosen = self._transform(samples_dict).astype(np.int64)  # samples x decisions: choice indices
+            with np.errstate(divide="ignore"):  # a zero weight is a density of zero (log -inf)
+                summed = np.zeros((len(chosen), len(mixture.weights)), dtype=np.float64)
+                for column, distribution in enumerate(mixture.distributions):
+                    summed += np.log(distribution.weights)[:, chosen[:, column]].T
+                summed += np.log(mixture.weights)[np.newaxis]
+                peak = summed.max(axis=1)
+                peak[np.isneginf(peak)] = 0  # every component at zero: no inf - inf
+                return np.asarray(np.log(np.exp(summed - peak[:, None]).sum(axis=1)) + peak)
+
+    return CategoricalParzenEstimator
+
+
+@functools.lru_cache(maxsize=1)
 def _tpe_sampler_type() -> type:
     """Optuna's ``TPESampler`` conditioned on a bounded history: built on first use (Optuna is
     imported lazily)."""
@@ -478,6 +515,9 @@ def _tpe_sampler_type() -> type:
 
         def __init__(self, *, history: int | None = TPE_HISTORY, **options: Any) -> None:
             super().__init__(**options)
+            estimator = _parzen_estimator_type()
+            if estimator is not None and hasattr(self, "_parzen_estimator_cls"):
+                self._parzen_estimator_cls = estimator
             self._history = history
             self._rows: dict[int, tuple[float, ...] | None] = {}  # finished trial id -> internal values
             self._rows_of: tuple[str, ...] = ()  # the search space those rows are in
@@ -508,7 +548,7 @@ def _tpe_sampler_type() -> type:
             names = tuple(search_space)
             if names != self._rows_of:
                 self._rows, self._rows_of = {}, names
-            columns: list[list[float]] = [[] for _ in names]
+            rows = []
             for trial in trials:
                 key = trial._trial_id if trial.state.is_finished() else None  # None: never kept
                 if key in self._rows:
@@ -520,8 +560,8 @@ def _tpe_sampler_type() -> type:
                     if key is not None:
                         self._rows[key] = row
                 if row is not None:
-                    for column, value in zip(columns, row):
-                        column.append(value)
+                    rows.append(row)
+            columns = zip(*rows) if rows else ([] for _ in names)  # one column of values per decision
             return {name: np.asarray(column) for name, column in zip(names, columns)}
 
     return RecentTPESampler

@@ -6,8 +6,11 @@ import functools
 import random
 import zlib
 
+import numpy as np
 import optuna
 import pytest
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
+from optuna.samplers._tpe.sampler import default_weights
 
 from controllers import ControllerOptionError, make_controller
 from controllers.optuna_study import (
@@ -112,10 +115,33 @@ def test_history_is_checked_by_name(space) -> None:
     assert make_controller("tpe", space, 0, multivariate=False).study.sampler._history is None
 
 
-def test_keeping_finished_trials_internal_values_changes_no_proposal(space) -> None:
+def test_keeping_internal_values_and_the_faster_density_change_no_proposal(space) -> None:
     ours = make_controller("tpe", space, 7, history=12)
     plain = make_controller("tpe", space, 7, history=12)
-    sampler = plain.study.sampler  # Optuna's own conversion, afresh on every ask
+    sampler = plain.study.sampler  # Optuna's own conversion, afresh on every ask, and its own estimator
     sampler._get_internal_repr = functools.partial(optuna.samplers.TPESampler._get_internal_repr, sampler)
+    sampler._parzen_estimator_cls = _ParzenEstimator
+    assert ours.study.sampler._parzen_estimator_cls is not _ParzenEstimator
     assert run(ours, 60) == run(plain, 60)
     assert 0 < len(ours.study.sampler._rows) <= 12 + TPE_BEST  # bounded by the window
+
+
+def test_the_categorical_log_density_is_optunas_to_the_bit(space) -> None:
+    estimator = make_controller("tpe", space, 0).study.sampler._parzen_estimator_cls
+    rng = np.random.RandomState(3)
+    search_space = {"op": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d"]),
+                    "kernel": optuna.distributions.CategoricalDistribution([3, 5]),
+                    "skip": optuna.distributions.CategoricalDistribution([True])}
+    parameters = _ParzenEstimatorParameters(prior_weight=1.0, consider_magic_clip=True, consider_endpoints=False,
+                                            weights=default_weights, multivariate=True)
+    for count in (0, 1, 7, 300):
+        observations = {name: rng.randint(0, len(d.choices), count) for name, d in search_space.items()}
+        samples = {name: rng.randint(0, len(d.choices), 24).astype(float) for name, d in search_space.items()}
+        ours, optunas = (kind(observations, search_space, parameters) for kind in (estimator, _ParzenEstimator))
+        assert np.array_equal(ours.log_pdf(samples), optunas.log_pdf(samples))
+    numeric = {"ratio": optuna.distributions.FloatDistribution(0.0, 1.0), **search_space}
+    observations = {name: rng.randint(0, len(d.choices), 9).astype(float) if name in search_space else rng.rand(9)
+                    for name, d in numeric.items()}  # a numeric decision: Optuna's own density
+    mixed = estimator(observations, numeric, parameters)
+    assert np.array_equal(mixed.log_pdf(observations), _ParzenEstimator(observations, numeric, parameters).log_pdf(
+        observations))
