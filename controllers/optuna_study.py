@@ -34,6 +34,7 @@ from controllers.base import (
 )
 from controllers.optuna_rdb import (
     count_trials,
+    created_trials_cached,
     fast_trial_reads,
     params_in_one_transaction,
     write_finished,
@@ -175,7 +176,10 @@ def new_trial(study: Any, decisions: Mapping[str, Any], fixed: Mapping[str, Any]
     trial_id = study._storage.create_new_trial(study._study_id)
     if fixed:
         study._storage.set_trial_system_attr(trial_id, "fixed_params", dict(fixed))
-    trial = optuna.trial.Trial(study, trial_id)
+        trial = optuna.trial.Trial(study, trial_id)
+    else:
+        with created_trials_cached(study):  # nothing written to it yet: not read back
+            trial = optuna.trial.Trial(study, trial_id)
     with params_in_one_transaction(study):  # the trial's fixed parameters are written and read before
         for name, distribution in decisions.items():
             trial.suggest_categorical(name, distribution.choices)

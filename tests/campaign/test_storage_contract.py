@@ -28,6 +28,7 @@ from controllers.optuna_bridge import study_controller
 from controllers.optuna_rdb import (
     OrderedTrials,
     count_trials,
+    created_trials_cached,
     fast_trial_reads,
     params_in_one_transaction,
     write_study_system_attr,
@@ -294,6 +295,23 @@ def test_the_caches_trials_kept_in_order_equal_optunas_sorted_reads(storage) -> 
         ours.tell(ours.ask(space), 1.0)
     same()
     assert [t.number for t in ours.get_trials(deepcopy=False)] == list(range(7))
+
+
+def test_a_trial_just_created_is_made_from_the_cache_as_it_would_be_read(storage) -> None:
+    name = _study(storage, "created")
+    study = optuna.create_study(storage=storage, study_name=name)
+    study.tell(study.ask(), 1.0)
+    trial_id = study._storage.create_new_trial(study._study_id)
+    backend = study._storage._backend
+    reads = []
+    read = backend.get_trial
+    backend.get_trial = lambda trial_id: reads.append(trial_id) or read(trial_id)
+    with created_trials_cached(study):
+        made = optuna.trial.Trial(study, trial_id)
+    assert reads == [] and "get_trial" not in vars(study._storage)  # not read back; the shadow is gone
+    assert _fields([made._cached_frozen_trial]) == _fields([optuna.storages.get_storage(storage).get_trial(trial_id)])
+    made.set_user_attr("later", 1)  # outside the block a running trial is read from the database again
+    assert study._storage.get_trial(trial_id).user_attrs == {"later": 1} and reads == [trial_id]  # read again
 
 
 def test_trials_kept_in_order_through_gaps_and_replacements() -> None:
