@@ -16,10 +16,10 @@ the ratio of the per-trial cost at the last checkpoint to that at the first.
 
 Beside the campaigns, the cost of storing one trial's record is compared side by side on each
 storage: ``--attrs`` user attributes written one commit each (Optuna's ``set_user_attr``) against
-one transaction (:func:`controllers.optuna_study.write_user_attrs`, what the driver uses),
+one transaction (:func:`controllers.optuna_rdb.write_user_attrs`, what the driver uses),
 alternating on the same study; medians and their ratio. So is asking one trial of the MnasNet
 space's decisions (Optuna's ``study.ask`` with them as fixed distributions, a commit per
-decision) against the same ask inside :func:`controllers.optuna_study.params_in_one_transaction`
+decision) against the same ask inside :func:`controllers.optuna_rdb.params_in_one_transaction`
 (what the driver's ask uses).
 
 That end-to-end figure includes the Ray workers' own costs (a task's round trip, and a worker

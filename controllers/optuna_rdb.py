@@ -7,7 +7,9 @@ trial, so these helpers do the same work with SQLAlchemy Core statements, compil
 over the rows, in one transaction each:
 
 - :func:`write_user_attrs`, :func:`write_study_system_attr`: attribute upserts;
-- :func:`params_in_one_transaction`: the parameters of an ask;
+- :func:`write_finished`: a tell's attributes, state and values;
+- :func:`params_in_one_transaction`: the parameters of an ask, with what the sampler records;
+- :func:`created_trials_cached`: a trial just created, not read back;
 - :func:`count_trials`: one ``COUNT``;
 - :func:`fast_trial_reads`: the storage's trial readers (one trial, or the study's new and
   unfinished trials, what Optuna's cache asks for before every sample) replaced by Core reads,
@@ -15,7 +17,7 @@ over the rows, in one transaction each:
   sorted on every read (:class:`OrderedTrials`).
 
 They reach into Optuna's private RDB layout (its table models and session helper, present since
-Optuna 3), checked on use: where it is missing, or on any other storage, Optuna's own public and
+Optuna 3, and its cache's records), checked on use: where it is missing, or on any other storage, Optuna's own public and
 slower way is taken. The tests hold each against Optuna's own path on SQLite and PostgreSQL.
 """
 from __future__ import annotations
@@ -54,11 +56,11 @@ def write_user_attrs(study: Any, trial_id: int, attrs: Mapping[str, Any]) -> Non
 
     Optuna commits each user attribute on its own; a campaign stores about 30 per trial, and each
     commit costs a few milliseconds on SQLite. One transaction also makes a trial's record
-    all-or-nothing. On SQLite and PostgreSQL the record is one multi-row upsert after one check
-    that the trial is still running (Optuna's own writer looks the trial up again for every
-    attribute); other engines use Optuna's attribute writer inside the one transaction. The upsert
-    is one statement run over the rows (its compiled form is reused): a statement with the rows
-    in its VALUES clause is compiled afresh for every record, and took 3.4 ms where this takes 0.6
+    all-or-nothing. On SQLite and PostgreSQL the record is one upsert (:func:`_attr_upsert`) after
+    one check that the trial is still running (Optuna's own writer looks the trial up again for
+    every attribute); other engines use Optuna's attribute writer inside the one transaction. The
+    upsert's statement is built once, so its compiled form is reused: a statement with the rows in
+    its VALUES clause is compiled afresh for every record, and took 3.4 ms where this takes 0.6
     for 30 attributes on SQLite."""
     if not attrs:
         return
