@@ -9,7 +9,7 @@ over the rows, in one transaction each:
 - :func:`write_user_attrs`, :func:`write_study_system_attr`: attribute upserts;
 - :func:`write_finished`: a tell's attributes, state and values;
 - :func:`params_in_one_transaction`: the parameters of an ask, with what the sampler records;
-- :func:`created_trials_cached`: a trial just created, not read back;
+- :func:`created_trial_cached`: a trial just created, not read back;
 - :func:`count_trials`: one ``COUNT``;
 - :func:`fast_trial_reads`: the storage's trial readers (one trial, or the study's new and
   unfinished trials, what Optuna's cache asks for before every sample) replaced by Core reads,
@@ -17,8 +17,9 @@ over the rows, in one transaction each:
   sorted on every read (:class:`OrderedTrials`).
 
 They reach into Optuna's private RDB layout (its table models and session helper, present since
-Optuna 3, and its cache's records), checked on use: where it is missing, or on any other storage, Optuna's own public and
-slower way is taken. The tests hold each against Optuna's own path on SQLite and PostgreSQL.
+Optuna 3, and its cache's records), checked on use: where it is missing, or on any other
+storage, Optuna's own public and slower way is taken. The tests hold each against Optuna's own
+path on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
@@ -318,17 +319,17 @@ def fast_trial_reads(study: Any) -> bool:
 
 
 @contextlib.contextmanager
-def created_trials_cached(study: Any) -> Iterator[None]:
-    """Inside the block, Optuna's cache of ``study``'s storage answers ``get_trial`` from what it
-    holds also for a trial still running; elsewhere, or where the cache's private layout is
-    missing, nothing changes.
+def created_trial_cached(study: Any, created: int) -> Iterator[None]:
+    """Inside the block, Optuna's cache of ``study``'s storage answers ``get_trial`` for the trial
+    ``created`` (an id) from what it holds, although the trial is still running; other trials,
+    and any trial elsewhere or where the cache's private layout is missing, are read as before.
 
     Optuna's ``Trial`` reads its trial back when it is made, and the cache reads a running trial
     from the database every time, since another process may have written to it since: six
     queries and a commit an ask (2.4 ms on PostgreSQL). A trial this driver has just created,
     before anything is written to it, is what the creation returned, which the cache holds. So
-    the block is for making the ``Trial`` of a trial just created (:func:`controllers.optuna_study.new_trial`),
-    and the trial is a copy, as a read's is."""
+    the block is for making the ``Trial`` of a trial just created and not yet written to
+    (:func:`controllers.optuna_study.new_trial`); the trial is a copy, as a read's is."""
     cache = study._storage
     if cache is getattr(cache, "_backend", cache) or not all(
             hasattr(cache, name) for name in ("_trial_id_to_study_id_and_number", "_studies", "_lock")):
@@ -337,11 +338,12 @@ def created_trials_cached(study: Any) -> Iterator[None]:
     read = cache.get_trial
 
     def get_trial(trial_id: int) -> Any:
-        with cache._lock:
-            place = cache._trial_id_to_study_id_and_number.get(trial_id)
-            held = None if place is None else cache._studies[place[0]].trials.get(place[1])
-            if held is not None:
-                return copy.deepcopy(held)
+        if trial_id == created:
+            with cache._lock:
+                place = cache._trial_id_to_study_id_and_number.get(trial_id)
+                held = None if place is None else cache._studies[place[0]].trials.get(place[1])
+                if held is not None:
+                    return copy.deepcopy(held)
         return read(trial_id)
 
     cache.get_trial = get_trial

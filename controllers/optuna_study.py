@@ -34,7 +34,7 @@ from controllers.base import (
 )
 from controllers.optuna_rdb import (
     count_trials,
-    created_trials_cached,
+    created_trial_cached,
     fast_trial_reads,
     params_in_one_transaction,
     write_finished,
@@ -178,7 +178,7 @@ def new_trial(study: Any, decisions: Mapping[str, Any], fixed: Mapping[str, Any]
         study._storage.set_trial_system_attr(trial_id, "fixed_params", dict(fixed))
         trial = optuna.trial.Trial(study, trial_id)
     else:
-        with created_trials_cached(study):  # nothing written to it yet: not read back
+        with created_trial_cached(study, trial_id):  # nothing written to it yet: not read back
             trial = optuna.trial.Trial(study, trial_id)
     with params_in_one_transaction(study):  # the trial's fixed parameters are written and read before
         for name, distribution in decisions.items():
@@ -443,6 +443,9 @@ class OlderBest:
 
     def __init__(self, maximize: bool) -> None:
         self.maximize = maximize
+        self._forget()
+
+    def _forget(self) -> None:
         self.boundary = 0  # the trials numbered below it have been read
         self.read = 0  # how many trials of the list were below it
         self.best: list[tuple[float, int, Any]] = []  # (order key, number, trial), best first
@@ -452,7 +455,7 @@ class OlderBest:
         """The best complete trials of ``trials`` (in number order) numbered below ``boundary``."""
         start = bisect.bisect_left(trials, self.boundary, key=_number)
         if boundary < self.boundary or start != self.read:
-            self.__init__(self.maximize)  # type: ignore[misc]
+            self._forget()
             start = 0
         end = bisect.bisect_left(trials, boundary, key=_number)
         fresh = trials[start:end]

@@ -28,7 +28,7 @@ from controllers.optuna_bridge import study_controller
 from controllers.optuna_rdb import (
     OrderedTrials,
     count_trials,
-    created_trials_cached,
+    created_trial_cached,
     fast_trial_reads,
     params_in_one_transaction,
     write_study_system_attr,
@@ -306,9 +306,16 @@ def test_a_trial_just_created_is_made_from_the_cache_as_it_would_be_read(storage
     reads = []
     read = backend.get_trial
     backend.get_trial = lambda trial_id: reads.append(trial_id) or read(trial_id)
-    with created_trials_cached(study):
+    with created_trial_cached(study, trial_id):
         made = optuna.trial.Trial(study, trial_id)
-    assert reads == [] and "get_trial" not in vars(study._storage)  # not read back; the shadow is gone
+        running = study._storage.get_trial(trial_id)
+        assert reads == []
+        other = study.ask()  # another running trial is read from the database, as ever
+        reads.clear()
+        study._storage.get_trial(other._trial_id)
+        assert reads == [other._trial_id]
+    reads.clear()
+    assert "get_trial" not in vars(study._storage) and running is not made._cached_frozen_trial  # a copy; gone
     assert _fields([made._cached_frozen_trial]) == _fields([optuna.storages.get_storage(storage).get_trial(trial_id)])
     made.set_user_attr("later", 1)  # outside the block a running trial is read from the database again
     assert study._storage.get_trial(trial_id).user_attrs == {"later": 1} and reads == [trial_id]  # read again
