@@ -153,9 +153,8 @@ def write_finished(study: Any, trial_id: int, state: Any, values: Sequence[float
     commit more a tell than here. The trial's row is changed through Optuna's ORM model as there
     (its times are stored in UTC through the model), the values and attributes by one upsert each."""
     rdb = _rdb(study)
-    upsert = None if rdb is None else _multi_row_upsert(rdb[0].engine.name)
-    if rdb is None or upsert is None or _attr_upsert(rdb[0].engine.name, rdb[1].TrialUserAttributeModel.__table__,
-                                                     "trial_id") is None:
+    statement = None if rdb is None else _value_upsert(rdb[0].engine.name, rdb[1].TrialValueModel.__table__)
+    if rdb is None or statement is None:  # no upsert on this engine (nor for the attributes)
         write_user_attrs(study, trial_id, attrs)
         study._storage.set_trial_state_values(trial_id, state, values)
         return
@@ -170,12 +169,23 @@ def write_finished(study: Any, trial_id: int, state: Any, values: Sequence[float
             for objective, value in enumerate(values):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
-            statement = upsert(models.TrialValueModel.__table__)
-            session.execute(statement.on_conflict_do_update(
-                index_elements=["trial_id", "objective"],
-                set_={"value": statement.excluded.value, "value_type": statement.excluded.value_type}), rows)
+            session.execute(statement, rows)
         trial.state = state
         trial.datetime_complete = datetime.datetime.now()  # local time, stored in UTC by the model, as Optuna's
+
+
+@functools.lru_cache(maxsize=8)
+def _value_upsert(engine: str, table: Any) -> Any:
+    """The statement that writes a trial's objective values into Optuna's ``table`` of them
+    (unique on trial and objective), replacing those already there; None where the engine has
+    no upsert. Built once per table, as :func:`_attr_upsert`."""
+    upsert = _multi_row_upsert(engine)
+    if upsert is None:
+        return None
+    statement = upsert(table)
+    return statement.on_conflict_do_update(index_elements=["trial_id", "objective"],
+                                           set_={"value": statement.excluded.value,
+                                                 "value_type": statement.excluded.value_type})
 
 
 def count_trials(study: Any) -> int:
